@@ -74,8 +74,10 @@ class TaskSpec:
 
     def normalized_score(self, episode_return: float) -> float:
         """D4RL's normalisation: 100 * (R - ref_min) / (ref_max - ref_min)."""
-        return 100.0 * (episode_return - self.ref_min_score) / (
-            self.ref_max_score - self.ref_min_score
+        return (
+            100.0
+            * (episode_return - self.ref_min_score)
+            / (self.ref_max_score - self.ref_min_score)
         )
 
 
