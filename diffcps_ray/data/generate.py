@@ -143,7 +143,17 @@ def _generate_random(
     env = spec.make_env()
     cols = _empty_columns(n, spec.obs_dim, spec.act_dim)
     actions = rng.uniform(-1.0, 1.0, size=(n, spec.act_dim)).astype(np.float32)
-    obs, _ = env.reset(seed=int(rng.integers(2**31)))
+
+    def reset_options() -> dict[str, object] | None:
+        if spec.family != "antmaze":
+            return None
+        # A random ant from D4RL's start only covers the first cell; start anywhere.
+        from diffcps_ray.envs.antmaze import free_cells
+
+        cells = free_cells(spec.env_name)
+        return {"start_cell": cells[rng.integers(len(cells))]}
+
+    obs, _ = env.reset(seed=int(rng.integers(2**31)), options=reset_options())
     eps_id, t = 0, 0
     for i in range(n):
         next_obs, reward, terminated, truncated, _ = env.step(actions[i])
@@ -158,7 +168,7 @@ def _generate_random(
         cols["t"][i] = t
         t += 1
         if terminated or truncated:
-            obs, _ = env.reset()
+            obs, _ = env.reset(options=reset_options())
             eps_id, t = eps_id + 1, 0
         else:
             obs = next_obs
