@@ -1,0 +1,454 @@
+"""python -m analysis.aggregate RUN_DIR [--out DIR]: an experiment -> paper tables and figures.
+
+Reads an experiment directory of ``python -m diffcps_ray.tune`` (no Ray needed) and writes,
+into --out (default RUN_DIR/analysis):
+
+    results.csv                 tidy: one row per reported result of every trial
+    report.md                   settings, main table, best configs, figures, failed trials
+    tables/results.{md,csv}     per task + suite average: final and best-of-run
+                                mean ± std, IQM [95% CI], paper's Table 1
+    tables/runs.csv             the runs behind the table (one row per seed)
+    tables/search.{md,csv}      every search-phase trial: kappa, lambda_clip, scores
+    figures/learning_curves.png, figures/sensitivity.png, figures/performance_profile.png
+
+Everything is written into a temporary sibling directory that replaces --out at the end,
+so a failure leaves the previous output (or nothing) in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.experiment import Experiment, TrialInfo, load_experiment
+from analysis.paper_numbers import PAPER_SOURCE, paper_number
+from analysis.stats import (
+    CONFIDENCE,
+    SUITE_AVERAGE_LABEL,
+    best_search_configs,
+    results_table,
+    select_table_runs,
+    summarize_runs,
+)
+from diffcps_ray.cli import run_main
+from diffcps_ray.errors import DiffCPSError
+
+DEFAULT_REPS = 10_000
+PROFILE_REPS = 2_000
+
+
+@dataclass
+class Analysis:
+    """Everything computed from one experiment, before it is written."""
+
+    experiment: Experiment
+    summary: pd.DataFrame  # one row per usable trial
+    table_runs: pd.DataFrame  # the runs the main table reports
+    sources: dict[str, str]  # task -> "confirm" | "search (best trial)"
+    table: pd.DataFrame  # stats.TABLE_COLUMNS
+    search_best: pd.DataFrame
+    reps: int
+    seed: int
+
+
+def analyse(experiment: Experiment, reps: int = DEFAULT_REPS, seed: int = 0) -> Analysis:
+    """Summaries and tables (no files)."""
+    summary = summarize_runs(experiment)
+    table_runs, sources = select_table_runs(summary)
+    table = results_table(table_runs, sources, reps=reps, seed=seed)
+    return Analysis(
+        experiment=experiment,
+        summary=summary,
+        table_runs=table_runs,
+        sources=sources,
+        table=table,
+        search_best=best_search_configs(summary),
+        reps=reps,
+        seed=seed,
+    )
+
+
+# --- formatting --------------------------------------------------------------------------
+
+
+def _number(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _config_number(value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value):g}"
+
+
+def _mean_pm(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.1f} ± {std:.1f}" if not math.isnan(std) else f"{mean:.1f}"
+
+
+def _iqm_ci(point: float, low: float, high: float) -> str:
+    if math.isnan(point):
+        return "–"
+    return f"{point:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table; "|" inside cells is escaped."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    out = [line(header), line(["---"] * len(header))]
+    out.extend(line(row) for row in rows)
+    return "\n".join(out) + "\n"
+
+
+def results_markdown(table: pd.DataFrame) -> str:
+    """The main table: final and best-of-run, labelled, with the paper's number beside."""
+    header = [
+        "task",
+        "seeds",
+        "final score (mean ± std)",
+        "best-of-run (mean ± std)",
+        f"final IQM [{CONFIDENCE:.0%} CI]",
+        f"best-of-run IQM [{CONFIDENCE:.0%} CI]",
+        "paper, best-of-run (Table 1)",
+    ]
+    rows = []
+    for record in table.to_dict("records"):
+        paper = (
+            _mean_pm(record["paper_best_mean"], record["paper_best_std"])
+            if not math.isnan(record["paper_best_mean"])
+            else "–"
+        )
+        task = record["task"]
+        rows.append(
+            [
+                f"**{task}**" if task == SUITE_AVERAGE_LABEL else task,
+                str(record["n_seeds"]),
+                _mean_pm(record["final_mean"], record["final_std"]),
+                _mean_pm(record["best_mean"], record["best_std"]),
+                _iqm_ci(*(record[f"final_iqm{s}"] for s in ("", "_ci_low", "_ci_high"))),
+                _iqm_ci(*(record[f"best_iqm{s}"] for s in ("", "_ci_low", "_ci_high"))),
+                paper,
+            ]
+        )
+    return markdown_table(header, rows)
+
+
+def search_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every search-phase trial, best first within each task."""
+    search = summary[summary["phase"] == "search"]
+    columns = ["task", "trial_id", "kappa", "lambda_clip", "seed", "iterations",
+               "num_gradient_steps", "final_score", "best_score"]
+    return search.sort_values(
+        ["task", "final_score", "best_score"], ascending=[True, False, False], kind="stable"
+    )[columns].reset_index(drop=True)
+
+
+def search_markdown(search: pd.DataFrame) -> str:
+    header = ["task", "trial", "kappa", "lambda_clip", "iterations", "gradient steps",
+              "final score", "best-of-run"]
+    rows = [
+        [r["task"], r["trial_id"], _config_number(r["kappa"]), _config_number(r["lambda_clip"]),
+         str(r["iterations"]), _number(r["num_gradient_steps"], 0), _number(r["final_score"]),
+         _number(r["best_score"])]
+        for r in search.to_dict("records")
+    ]
+    return markdown_table(header, rows)
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _evaluation_episodes(experiment: Experiment) -> str:
+    recorded = experiment.results["evaluation_episodes"].dropna().unique()
+    if len(recorded):
+        return ", ".join(f"{v:g}" for v in sorted(recorded))
+    # Otherwise an RLlib-style config entry, where the tune command passed one.
+    for name in ("evaluation_duration", "evaluation_episodes", "eval_episodes"):
+        values = {
+            json.dumps(params[name]) for params in experiment.params.values() if name in params
+        }
+        if values:
+            return ", ".join(sorted(values)) + f" (config {name})"
+    return "not recorded"
+
+
+def _trial_counts(trials: list[TrialInfo]) -> list[list[str]]:
+    phases = sorted({t.phase for t in trials})
+    rows = []
+    for phase in phases:
+        in_phase = [t for t in trials if t.phase == phase]
+        usable = [t for t in in_phase if t.usable]
+        tasks = sorted({t.task for t in in_phase})
+        rows.append([phase, str(len(in_phase)), str(len(usable)),
+                     str(len(in_phase) - len(usable)), ", ".join(tasks)])
+    return rows
+
+
+def _problems_markdown(trials: list[TrialInfo]) -> str:
+    bad = [t for t in trials if t.problems]
+    if not bad:
+        return "None: every trial in experiment.json finished and reported results.\n"
+    rows = [
+        [t.phase, t.task, t.trial_id, _number(t.seed), t.status, str(t.num_results),
+         "; ".join(t.problems), "yes" if t.usable else "no"]
+        for t in bad
+    ]
+    intro = (
+        f"{len(bad)} of {len(trials)} trial(s) had a problem. Trials without results or "
+        "whose status is not TERMINATED are left out of the tables and figures; their "
+        "reported results, if any, are still in results.csv.\n\n"
+    )
+    return intro + markdown_table(
+        ["phase", "task", "trial", "seed", "status", "results", "problem", "in tables"], rows
+    )
+
+
+def _best_configs_markdown(analysis: Analysis) -> str:
+    search_best = analysis.search_best.set_index("task") if len(analysis.search_best) else None
+    rows = []
+    for task in sorted(set(analysis.summary["task"])):
+        runs = analysis.table_runs[analysis.table_runs["task"] == task]
+        row = analysis.table[analysis.table["task"] == task]
+        reported = (
+            f"kappa={_config_number(row['kappa'].iloc[0])}, "
+            f"lambda_clip={_config_number(row['lambda_clip'].iloc[0])}"
+            if len(row) else "–"
+        )
+        if search_best is not None and task in search_best.index:
+            pick = search_best.loc[task]
+            searched = (
+                f"kappa={_config_number(pick['kappa'])}, "
+                f"lambda_clip={_config_number(pick['lambda_clip'])} "
+                f"(final {_number(pick['final_score'])}, best-of-run {_number(pick['best_score'])})"
+            )
+        else:
+            searched = "no search trials"
+        seeds = ", ".join(str(s) for s in sorted(runs["seed"].dropna()))
+        rows.append([task, searched, reported, analysis.sources.get(task, "–"), seeds or "–"])
+    return markdown_table(
+        ["task", "search phase: best final score", "config in the table", "table runs from",
+         "seeds"],
+        rows,
+    )
+
+
+def _phase_settings(manifest: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    phases = manifest.get("phases")
+    if isinstance(phases, dict):
+        for phase, settings in phases.items():
+            text = json.dumps(settings, sort_keys=True) if settings is not None else "–"
+            rows.append([f"phase {phase}", f"`{text}`"])
+    return rows
+
+
+def report_markdown(analysis: Analysis, figures: dict[str, str], out_dir: Path) -> str:
+    """report.md: what was run, the main table, best configs, figures, problems."""
+    experiment = analysis.experiment
+    manifest = experiment.manifest
+    summary = analysis.summary
+    steps = summary["num_gradient_steps"].dropna()
+    settings = [
+        ["experiment directory", f"`{experiment.run_dir.resolve()}`"],
+        ["suite", str(manifest.get("suite", "–"))],
+        ["budget", str(manifest.get("budget", "–"))],
+        ["created", str(manifest.get("created", "–"))],
+        ["command", f"`{manifest.get('command', '–')}`"],
+        *_phase_settings(manifest),
+        ["tasks", ", ".join(sorted({t.task for t in experiment.trials})) or "–"],
+        ["gradient steps per run (longest)", _number(steps.max() if len(steps) else None, 0)],
+        ["evaluation episodes per evaluation", _evaluation_episodes(experiment)],
+        ["bootstrap", f"{analysis.reps} stratified resamples, percentile {CONFIDENCE:.0%} CI, "
+                      f"numpy seed {analysis.seed}"],
+        ["regenerate", f"`python -m analysis.aggregate {experiment.run_dir} --out {out_dir}`"],
+    ]
+    v2_antmaze = [
+        t for t in analysis.table["task"]
+        if (p := paper_number(str(t))) is not None and p.dataset_version != str(t)[-2:]
+    ]
+    parts = [
+        f"# DiffCPS results: {experiment.name}\n\n",
+        "Generated by `python -m analysis.aggregate` from the experiment's `experiment.json` "
+        "and Tune's trial directories.\n",
+        "\n## Settings\n\n",
+        markdown_table(["setting", "value"], settings),
+        "\n### Trials\n\n",
+        markdown_table(["phase", "trials", "in tables", "left out", "tasks"],
+                       _trial_counts(experiment.trials)),
+        "\n## Results\n\n",
+        "Normalised score: 100 * (return - random) / (expert - random). **Final** = the last "
+        "evaluation of a run; **best-of-run** = the best evaluation over the run (what the "
+        "paper's Table 1 reports). Mean ± sample std over seeds (ddof=1; no std for one "
+        "seed). IQM = interquartile mean over runs (rliable; with fewer than 4 runs it "
+        f"trims nothing and equals the mean) with a {CONFIDENCE:.0%} stratified bootstrap CI. "
+        f"The suite average is the mean of the task means (as in the paper); its std is "
+        "over seeds of the per-seed task average, given only when every task has the same "
+        "seeds; its IQM pools all runs of all tasks.\n\n",
+    ]
+    if len(analysis.table):
+        parts.append(results_markdown(analysis.table))
+    else:
+        parts.append("No trial finished with results, so there is no table.\n")
+    missing_tasks = sorted({t.task for t in experiment.trials} - set(analysis.table["task"]))
+    if missing_tasks:
+        parts.append(
+            f"\nNo finished run, so no row: {', '.join(missing_tasks)} (see Missing or "
+            "failed trials).\n"
+        )
+    parts.append(f"\nPaper: {PAPER_SOURCE}; – where the paper has no such task.\n")
+    if v2_antmaze:
+        parts.append(
+            f"The paper ran AntMaze on D4RL's v0 datasets; {', '.join(v2_antmaze)} use v2, so "
+            "their paper column is the v0 number.\n"
+        )
+    parts += [
+        "\nTables: [results.md](tables/results.md), [results.csv](tables/results.csv), "
+        "[runs.csv](tables/runs.csv) (the runs behind the table), "
+        "[search.md](tables/search.md) / [search.csv](tables/search.csv) (every search "
+        "trial); tidy per-result data: [results.csv](results.csv).\n",
+        "\n## Best configuration per task\n\n",
+        "No finished trials.\n" if analysis.summary.empty else _best_configs_markdown(analysis),
+        "\n## Figures\n",
+    ]
+    captions = {
+        "learning_curves": "Learning curves of the runs in the table: mean over seeds with "
+        f"its {CONFIDENCE:.0%} CI (t distribution), single seeds as thin lines, the paper's "
+        "best-of-run number dashed.",
+        "sensitivity": "Search phase: each trial at its (kappa, lambda_clip), coloured by its "
+        "best-of-run score; hollow = stopped early by the scheduler; star = best final score.",
+        "performance_profile": "Performance profile (rliable score distribution): fraction "
+        "of runs above each score, final and best-of-run, 95% stratified bootstrap bands.",
+    }
+    for name, caption in captions.items():
+        if name in figures:
+            parts.append(f"\n### {name.replace('_', ' ')}\n\n{caption} {figures[name]}\n\n"
+                         f"![{name}](figures/{name}.png)\n")
+        else:
+            parts.append(f"\n### {name.replace('_', ' ')}\n\nNot drawn: no data for it.\n")
+    parts += ["\n## Missing or failed trials\n\n", _problems_markdown(experiment.trials)]
+    return "".join(parts)
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def _write_outputs(analysis: Analysis, target: Path, final_out: Path) -> None:
+    tables_dir = target / "tables"
+    figures_dir = target / "figures"
+    tables_dir.mkdir()
+    figures_dir.mkdir()
+    analysis.experiment.results.to_csv(target / "results.csv", index=False)
+    analysis.table.to_csv(tables_dir / "results.csv", index=False)
+    (tables_dir / "results.md").write_text(
+        results_markdown(analysis.table) if len(analysis.table) else "No results.\n"
+    )
+    analysis.table_runs.to_csv(tables_dir / "runs.csv", index=False)
+    search = search_table(analysis.summary)
+    search.to_csv(tables_dir / "search.csv", index=False)
+    (tables_dir / "search.md").write_text(search_markdown(search))
+
+    # Imported here: matplotlib is only needed once there is something to draw.
+    from analysis import plots
+
+    figures: dict[str, str] = {}
+    experiment = analysis.experiment
+    if plots.plot_learning_curves(
+        experiment.results, analysis.table_runs, figures_dir / "learning_curves.png"
+    ):
+        figures["learning_curves"] = ""
+    if plots.plot_sensitivity(analysis.summary, figures_dir / "sensitivity.png"):
+        figures["sensitivity"] = ""
+    drawn, runs_used = plots.plot_performance_profile(
+        analysis.table_runs, figures_dir / "performance_profile.png",
+        reps=min(PROFILE_REPS, analysis.reps), seed=analysis.seed,
+    )
+    if drawn:
+        figures["performance_profile"] = f"Uses the first {runs_used} run(s) of every task."
+    (target / "report.md").write_text(report_markdown(analysis, figures, final_out))
+
+
+def write_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp_dir)`` and then put tmp_dir at ``out_dir`` in one rename."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DiffCPSError(f"--out {out_dir} exists and is not a directory.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        write(tmp_dir)
+        tmp_dir.chmod(0o755)  # mkdtemp makes it private
+        if out_dir.exists():
+            # Move the old output aside first: rename cannot replace a non-empty directory.
+            old_dir = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            out_dir.rename(old_dir)
+            tmp_dir.rename(out_dir)
+            shutil.rmtree(old_dir, ignore_errors=True)
+        else:
+            tmp_dir.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+
+
+def aggregate(
+    run_dir: str | Path, out_dir: str | Path | None = None, reps: int = DEFAULT_REPS, seed: int = 0
+) -> Analysis:
+    """Read RUN_DIR, write everything into out_dir (default RUN_DIR/analysis)."""
+    run_dir = Path(run_dir)
+    experiment = load_experiment(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "analysis"
+    analysis = analyse(experiment, reps=reps, seed=seed)
+    write_atomically(out, lambda tmp: _write_outputs(analysis, tmp, out))
+    return analysis
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.aggregate",
+        description="Turn a diffcps_ray.tune experiment into tables, figures and report.md.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (STORAGE/NAME)")
+    parser.add_argument("--out", default=None, help="output directory (default RUN_DIR/analysis)")
+    parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
+                        help=f"bootstrap resamples for the IQM CIs (default {DEFAULT_REPS})")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.reps < 1:
+        raise DiffCPSError(f"--reps must be a positive number of resamples, not {args.reps}.")
+    out = Path(args.out) if args.out else Path(args.run_dir) / "analysis"
+    analysis = aggregate(args.run_dir, out, reps=args.reps, seed=args.seed)
+    trials = analysis.experiment.trials
+    problems = sum(1 for t in trials if t.problems)
+    print(
+        f"wrote {out}/report.md: {len(trials)} trial(s), {len(analysis.summary)} in the "
+        f"analysis, {problems} with problems."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")  # NaN-only slices (a task with failed seeds) are reported, not warned
+    sys.exit(run_main(main))

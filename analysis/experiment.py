@@ -1,0 +1,281 @@
+"""Read an experiment directory written by ``python -m diffcps_ray.tune`` (no Ray needed).
+
+Layout (docs/interfaces.md): ``RUN_DIR/experiment.json`` lists every trial with its phase,
+task, Tune trial id, directory (relative to RUN_DIR), kappa, lambda_clip, seed and status;
+each trial directory is Tune's own, with ``params.json`` and ``result.json`` (one JSON object
+per reported result, nested dicts, e.g. ``{"training_iteration": 3, "evaluation":
+{"normalized_score": 41.2, ...}, "num_gradient_steps": 3000, "config": {...}}``).
+
+Everything that can go wrong with one trial (missing directory, no or empty result.json,
+an ERROR status, an unreadable line) is recorded as a problem of that trial, never raised;
+only a directory that is not an experiment at all raises ``DiffCPSError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from diffcps_ray.errors import DiffCPSError
+
+MANIFEST_NAME = "experiment.json"
+RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.txt"  # Tune writes it into a trial directory when the trial fails
+SUPPORTED_FORMAT_VERSIONS = (1,)
+
+# Result metric names (docs/interfaces.md, "/" = nesting in result.json).
+SCORE_KEY = "evaluation/normalized_score"
+RETURN_KEY = "evaluation/episode_return_mean"
+BEST_KEY = "evaluation/best_normalized_score"
+SUCCESS_KEY = "evaluation/success_rate"
+EPISODES_KEY = "evaluation/num_episodes"
+STEPS_KEY = "num_gradient_steps"
+ITERATION_KEY = "training_iteration"
+
+# Statuses whose results are complete runs; anything else is listed in the report.
+COMPLETE_STATUSES = frozenset({"TERMINATED"})
+
+# The tidy table: one row per reported result.
+RESULT_COLUMNS = [
+    "suite",
+    "task",
+    "phase",
+    "trial_id",
+    "kappa",
+    "lambda_clip",
+    "seed",
+    "iteration",
+    "num_gradient_steps",
+    "normalized_score",
+    "episode_return_mean",
+    "best_normalized_score",
+    "success_rate",
+    "evaluation_episodes",
+    "time_total_s",
+]
+
+
+class NotAnExperimentError(DiffCPSError):
+    """RUN_DIR is not an experiment directory written by the tune command."""
+
+
+@dataclass
+class TrialInfo:
+    """One trial of the manifest, with what we found on disk."""
+
+    phase: str
+    task: str
+    trial_id: str
+    path: str
+    kappa: float
+    lambda_clip: float
+    seed: int | None
+    status: str
+    num_results: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """A finished trial with results: it enters the tables and figures."""
+        return self.num_results > 0 and self.status in COMPLETE_STATUSES
+
+
+@dataclass
+class Experiment:
+    """An experiment directory, read."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    trials: list[TrialInfo]
+    results: pd.DataFrame  # RESULT_COLUMNS, one row per reported result
+    params: dict[str, dict[str, Any]]  # trial_id -> params.json
+
+    @property
+    def suite(self) -> str:
+        return str(self.manifest.get("suite", "unknown"))
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+def _lookup(result: dict[str, Any], key: str) -> Any:
+    """A metric by its "/"-joined name: nested dicts (result.json) or flat keys (progress.csv)."""
+    if key in result:
+        return result[key]
+    node: Any = result
+    for part in key.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _as_float(value: Any) -> float:
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _as_seed(value: Any) -> int | None:
+    number = _as_float(value)
+    return None if math.isnan(number) else int(number)
+
+
+def _read_manifest(run_dir: Path) -> dict[str, Any]:
+    if not run_dir.is_dir():
+        raise NotAnExperimentError(f"{run_dir} is not a directory.")
+    manifest_path = run_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise NotAnExperimentError(
+            f"{run_dir} is not an experiment directory: it has no {MANIFEST_NAME} "
+            "(python -m diffcps_ray.tune writes one)."
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NotAnExperimentError(
+            f"{manifest_path} is not readable JSON ({error})."
+        ) from error
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("trials"), list):
+        raise NotAnExperimentError(f"{manifest_path} has no list of trials.")
+    version = manifest.get("format_version")
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise NotAnExperimentError(
+            f"{manifest_path} has format_version {version!r}; this analysis reads "
+            f"version {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}."
+        )
+    return manifest
+
+
+def _trial_from_entry(index: int, entry: Any) -> TrialInfo:
+    if not isinstance(entry, dict):
+        entry = {}
+    trial_id = str(entry.get("trial_id") or f"trial-{index}")
+    return TrialInfo(
+        phase=str(entry.get("phase") or "unknown"),
+        task=str(entry.get("task") or "unknown"),
+        trial_id=trial_id,
+        path=str(entry.get("path") or ""),
+        kappa=_as_float(entry.get("kappa")),
+        lambda_clip=_as_float(entry.get("lambda_clip")),
+        seed=_as_seed(entry.get("seed")),
+        status=str(entry.get("status") or "UNKNOWN").upper(),
+    )
+
+
+def _read_result_lines(path: Path, trial: TrialInfo) -> list[dict[str, Any]]:
+    results = []
+    bad_lines = 0
+    # Tune appends one object per line; a crash can leave a torn last line.
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            parsed = json.loads(line)
+        except json.JSONDecodeError:
+            bad_lines += 1
+            continue
+        if isinstance(parsed, dict):
+            results.append(parsed)
+        else:
+            bad_lines += 1
+    if bad_lines:
+        trial.problems.append(f"{bad_lines} unreadable line(s) in {RESULT_FILE} skipped")
+    return results
+
+
+def _rows_for_trial(
+    suite: str, trial: TrialInfo, results: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    rows = []
+    for number, result in enumerate(results, start=1):
+        iteration = _as_float(_lookup(result, ITERATION_KEY))
+        rows.append(
+            {
+                "suite": suite,
+                "task": trial.task,
+                "phase": trial.phase,
+                "trial_id": trial.trial_id,
+                "kappa": trial.kappa,
+                "lambda_clip": trial.lambda_clip,
+                "seed": trial.seed,
+                "iteration": number if math.isnan(iteration) else int(iteration),
+                "num_gradient_steps": _as_float(_lookup(result, STEPS_KEY)),
+                "normalized_score": _as_float(_lookup(result, SCORE_KEY)),
+                "episode_return_mean": _as_float(_lookup(result, RETURN_KEY)),
+                "best_normalized_score": _as_float(_lookup(result, BEST_KEY)),
+                "success_rate": _as_float(_lookup(result, SUCCESS_KEY)),
+                "evaluation_episodes": _as_float(_lookup(result, EPISODES_KEY)),
+                "time_total_s": _as_float(_lookup(result, "time_total_s")),
+            }
+        )
+    return rows
+
+
+def _fill_from_params(trial: TrialInfo, params: dict[str, Any]) -> None:
+    """Manifest fields left out are taken from the trial's own config where it has them."""
+    for name in ("kappa", "lambda_clip"):
+        if math.isnan(getattr(trial, name)):
+            setattr(trial, name, _as_float(_lookup(params, name)))
+    if trial.seed is None:
+        trial.seed = _as_seed(_lookup(params, "seed"))
+
+
+def load_experiment(run_dir: str | Path) -> Experiment:
+    """Read the manifest and every trial's results; raise only if it is no experiment."""
+    run_dir = Path(run_dir)
+    manifest = _read_manifest(run_dir)
+    suite = str(manifest.get("suite", "unknown"))
+    trials: list[TrialInfo] = []
+    rows: list[dict[str, Any]] = []
+    all_params: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(manifest["trials"]):
+        trial = _trial_from_entry(index, entry)
+        trials.append(trial)
+        trial_dir = run_dir / trial.path if trial.path else None
+        if trial_dir is None or not trial_dir.is_dir():
+            trial.problems.append("trial directory missing")
+            continue
+        params_path = trial_dir / PARAMS_FILE
+        if params_path.is_file():
+            try:
+                params = json.loads(params_path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                trial.problems.append(f"{PARAMS_FILE} unreadable")
+            else:
+                if isinstance(params, dict):
+                    all_params[trial.trial_id] = params
+                    _fill_from_params(trial, params)
+        if (trial_dir / ERROR_FILE).is_file() and trial.status == "UNKNOWN":
+            # Tune leaves error.txt behind a failed trial; trust it only where the manifest
+            # is silent, since a trial retried from its checkpoint keeps the file.
+            trial.status = "ERROR"
+        result_path = trial_dir / RESULT_FILE
+        if not result_path.is_file():
+            trial.problems.append(f"no {RESULT_FILE}")
+        else:
+            results = _read_result_lines(result_path, trial)
+            if not results:
+                trial.problems.append(f"{RESULT_FILE} holds no results")
+            trial.num_results = len(results)
+            rows.extend(_rows_for_trial(suite, trial, results))
+        if trial.status == "UNKNOWN" and trial.num_results:
+            # An older manifest without statuses: results on disk count as finished.
+            trial.status = "TERMINATED"
+        if trial.status not in COMPLETE_STATUSES:
+            trial.problems.append(f"status {trial.status}")
+    results_frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    results_frame["seed"] = results_frame["seed"].astype("Int64")
+    return Experiment(
+        run_dir=run_dir, manifest=manifest, trials=trials, results=results_frame, params=all_params
+    )

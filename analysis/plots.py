@@ -1,0 +1,227 @@
+"""Figures: learning curves, kappa/lambda_clip sensitivity, performance profile (PNG, Agg)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on the machines that run this
+
+import matplotlib.pyplot as plt  # after matplotlib.use: the backend is fixed first
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
+from scipy import stats as scipy_stats
+
+from analysis.paper_numbers import paper_number
+from analysis.stats import CONFIDENCE, common_run_matrix, performance_profiles
+
+SCORE_LABEL = "normalised score (0 = random, 100 = expert)"
+DPI = 120
+
+
+def _grid(count: int) -> tuple[plt.Figure, list[Axes]]:
+    columns = min(3, max(1, count))
+    rows = math.ceil(count / columns)
+    # Constrained layout keeps labels, suptitle and a shared colour bar from overlapping.
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(5.2 * columns, 3.9 * rows), squeeze=False, layout="constrained"
+    )
+    flat = list(axes.ravel())
+    for extra in flat[count:]:
+        extra.set_visible(False)
+    return figure, flat[:count]
+
+
+def _steps_formatter(value: float, _position: int) -> str:
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+def _mean_and_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and a t-based CI of the mean over seeds (the band is empty for one seed)."""
+    values = values[np.isfinite(values)]
+    mean = float(np.mean(values))
+    if values.size < 2:
+        return mean, mean, mean
+    half = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, values.size - 1) * scipy_stats.sem(values)
+    return mean, mean - half, mean + half
+
+
+def plot_learning_curves(
+    results: pd.DataFrame, table_runs: pd.DataFrame, path: Path
+) -> bool:
+    """Per task: every seed (thin), the mean over seeds and its 95% CI band, vs gradient steps.
+
+    Uses the runs the tables report (the confirmation seeds). Returns False if no data.
+    """
+    curves = results[results["trial_id"].isin(table_runs["trial_id"])]
+    curves = curves.dropna(subset=["normalized_score"])
+    tasks = sorted(curves["task"].unique())
+    if not tasks:
+        return False
+    figure, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        task_rows = curves[curves["task"] == task]
+        x_column = (
+            "num_gradient_steps" if task_rows["num_gradient_steps"].notna().all() else "iteration"
+        )
+        for _trial, run in task_rows.groupby("trial_id"):
+            run = run.sort_values(x_column)
+            ax.plot(run[x_column], run["normalized_score"], color="C0", alpha=0.25, lw=0.8)
+        points = []
+        for x, at_x in task_rows.groupby(x_column):
+            mean, low, high = _mean_and_ci(at_x["normalized_score"].to_numpy(dtype=float))
+            points.append((x, mean, low, high))
+        xs, means, lows, highs = (np.array(v) for v in zip(*points, strict=True))
+        seeds = task_rows["trial_id"].nunique()
+        ax.plot(xs, means, color="C0", lw=2, label=f"mean over {seeds} seed(s)")
+        if seeds > 1:
+            ax.fill_between(xs, lows, highs, color="C0", alpha=0.2, label="95% CI of the mean")
+        paper = paper_number(task)
+        if paper is not None:
+            ax.axhline(paper.mean, color="C3", ls="--", lw=1.2, label="paper (best-of-run)")
+        ax.set_title(task)
+        if x_column == "num_gradient_steps":
+            ax.set_xlabel("gradient steps")
+            ax.xaxis.set_major_formatter(FuncFormatter(_steps_formatter))
+        else:
+            ax.set_xlabel("training iteration")
+        ax.set_ylabel("normalised score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
+    figure.suptitle(f"Learning curves ({SCORE_LABEL}; thin lines: single seeds)")
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return True
+
+
+def _scale_for(values: np.ndarray) -> tuple[str, dict[str, float]]:
+    """log where the positive values span a decade or more; symlog if zero is among them."""
+    finite = values[np.isfinite(values)]
+    positive = finite[finite > 0]
+    if positive.size < 2 or (finite < 0).any() or positive.max() / positive.min() < 10:
+        return "linear", {}
+    if (finite == 0).any():
+        return "symlog", {"linthresh": float(positive.min()), "linscale": 0.5}
+    return "log", {}
+
+
+def _apply_scale(ax: Axes, axis: str, values: np.ndarray, label: str) -> None:
+    scale, options = _scale_for(values)
+    if scale == "log":
+        label += " [log scale]"
+    elif scale == "symlog":
+        label += f" [log scale, linear below {options['linthresh']:g}]"
+    (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
+    if axis == "x":
+        ax.set_xscale(scale, **options)
+    else:
+        ax.set_yscale(scale, **options)
+    if scale == "symlog":
+        # Nothing is negative: start just below zero so no empty negative decade shows.
+        top = float(np.nanmax(values)) * 2
+        limits = (-0.3 * options["linthresh"], top)
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(*limits)
+
+
+def plot_sensitivity(summary: pd.DataFrame, path: Path) -> bool:
+    """Per task: search-phase trials in the (kappa, lambda_clip) plane, coloured by score.
+
+    Colour is the best-of-run score; hollow markers are trials that stopped before the
+    task's longest run (ASHA), the star is the configuration with the best final score.
+    """
+    search = summary[summary["phase"] == "search"].dropna(subset=["kappa", "lambda_clip"])
+    tasks = sorted(search["task"].unique())
+    if not tasks:
+        return False
+    figure, axes = _grid(len(tasks))
+    low = float(np.nanmin(search["best_score"]))
+    high = float(np.nanmax(search["best_score"]))
+    norm = matplotlib.colors.Normalize(vmin=low, vmax=high if high > low else low + 1)
+    cmap = matplotlib.colormaps["viridis"]
+    for ax, task in zip(axes, tasks, strict=True):
+        trials = search[search["task"] == task]
+        longest = trials["iterations"].max()
+        full = trials[trials["iterations"] == longest]
+        stopped = trials[trials["iterations"] < longest]
+        ax.scatter(
+            full["kappa"], full["lambda_clip"], c=full["best_score"], cmap=cmap, norm=norm,
+            s=60, edgecolors="black", linewidths=0.5,
+        )
+        if len(stopped):
+            ax.scatter(
+                stopped["kappa"], stopped["lambda_clip"], s=60, facecolors="none",
+                edgecolors=cmap(norm(stopped["best_score"].to_numpy())), linewidths=1.5,
+            )
+        best = full.sort_values(["final_score", "best_score"], ascending=False).iloc[0]
+        ax.scatter(
+            [best["kappa"]], [best["lambda_clip"]], marker="*", s=260, facecolors="none",
+            edgecolors="red", linewidths=1.5,
+        )
+        _apply_scale(ax, "x", trials["kappa"].to_numpy(dtype=float),
+                     "kappa (constraint on the diffusion loss)")
+        _apply_scale(ax, "y", trials["lambda_clip"].to_numpy(dtype=float),
+                     "lambda_clip (lower clamp of lambda)")
+        ax.set_title(f"{task}: {len(trials)} search trials")
+        ax.grid(alpha=0.3, which="both")
+        handles = [
+            Line2D([], [], ls="", marker="o", color="grey", markeredgecolor="black",
+                   label=f"ran {longest} iterations"),
+            Line2D([], [], ls="", marker="*", markersize=14, markerfacecolor="none",
+                   markeredgecolor="red", label="best final score"),
+        ]
+        if len(stopped):
+            handles.insert(1, Line2D([], [], ls="", marker="o", markerfacecolor="none",
+                                     markeredgecolor="grey", label="stopped early (ASHA)"))
+        ax.legend(handles=handles, fontsize="small", loc="best")
+    figure.colorbar(
+        matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes,
+        label="best-of-run normalised score",
+    )
+    figure.suptitle("Search phase: sensitivity to kappa and lambda_clip")
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return True
+
+
+def plot_performance_profile(
+    table_runs: pd.DataFrame, path: Path, reps: int = 2000, seed: int = 0
+) -> tuple[bool, int]:
+    """rliable score distributions over tasks for final and best-of-run scores.
+
+    Returns (written, runs per task used).
+    """
+    final, tasks = common_run_matrix(table_runs, "final_score")
+    best, _ = common_run_matrix(table_runs, "best_score")
+    if final.size == 0:
+        return False, 0
+    top = max(100.0, float(np.nanmax(best)) * 1.05)
+    tau = np.linspace(min(0.0, float(np.nanmin(final))), top, 201)
+    profiles, cis = performance_profiles(
+        {"best-of-run": best, "final": final}, tau, reps=reps, seed=seed
+    )
+    figure, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for colour, label in (("C0", "best-of-run"), ("C1", "final")):
+        ax.plot(tau, profiles[label], color=colour, lw=2, label=f"DiffCPS, {label} score")
+        ax.fill_between(tau, cis[label][0], cis[label][1], color=colour, alpha=0.2)
+    ax.set_xlabel(r"normalised score $\tau$")
+    ax.set_ylabel(r"fraction of runs with score > $\tau$")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(
+        f"Performance profile over {len(tasks)} task(s) x {final.shape[0]} run(s) "
+        f"(bands: 95% stratified bootstrap CI)",
+        fontsize="medium",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return True, int(final.shape[0])
