@@ -1,0 +1,94 @@
+"""generate_dataset: columns, dtypes, determinism, qlearning_dataset consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffcps_ray.data.generate import SEGMENT_STEPS, generate_dataset
+from diffcps_ray.envs.tasks import get_task
+from diffcps_ray.errors import DataError
+
+COLUMNS = {
+    "obs": np.float32,
+    "actions": np.float32,
+    "rewards": np.float32,
+    "new_obs": np.float32,
+    "terminateds": np.bool_,
+    "truncateds": np.bool_,
+    "eps_id": np.int64,
+    "t": np.int64,
+}
+CASES = [("pointmaze-umaze", 2500), ("hopper-medium-v2", 600), ("antmaze-umaze-v2", 400)]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+def generated(request) -> tuple[str, int, dict[str, np.ndarray]]:
+    task, n = request.param
+    return task, n, generate_dataset(task, n, seed=7)
+
+
+def test_columns_dims_and_dtypes(generated) -> None:
+    task, n, data = generated
+    spec = get_task(task)
+    assert set(data) == set(COLUMNS)
+    for key, dtype in COLUMNS.items():
+        assert data[key].dtype == dtype, key
+        assert len(data[key]) == n, key
+    assert data["obs"].shape == data["new_obs"].shape == (n, spec.obs_dim)
+    assert data["actions"].shape == (n, spec.act_dim)
+    assert np.abs(data["actions"]).max() <= 1.0
+    assert np.isfinite(data["obs"]).all() and np.isfinite(data["new_obs"]).all()
+
+
+def test_episodes_are_consistent(generated) -> None:
+    data = generated[2]
+    eps, t = data["eps_id"], data["t"]
+    same = eps[1:] == eps[:-1]
+    # new_obs is the next observation within an episode (qlearning_dataset form).
+    np.testing.assert_array_equal(data["new_obs"][:-1][same], data["obs"][1:][same])
+    # Episodes are contiguous, numbered in order, t counts from 0.
+    assert eps[0] == 0 and t[0] == 0
+    assert np.all(np.diff(eps) >= 0) and np.all(np.diff(eps) <= 1)
+    np.testing.assert_array_equal(t[1:][same], t[:-1][same] + 1)
+    assert np.all(t[1:][~same] == 0)
+    # Exactly the last step of every episode is terminal or truncated, never both.
+    ends = data["terminateds"] | data["truncateds"]
+    np.testing.assert_array_equal(ends[:-1], ~same)
+    assert ends[-1]
+    assert not np.any(data["terminateds"] & data["truncateds"])
+
+
+def test_deterministic_per_seed() -> None:
+    a = generate_dataset("pointmaze-umaze", 1500, seed=3)
+    b = generate_dataset("pointmaze-umaze", 1500, seed=3)
+    c = generate_dataset("pointmaze-umaze", 1500, seed=4)
+    for key in COLUMNS:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["obs"], c["obs"])
+    h1 = generate_dataset("hopper-medium-v2", 200, seed=3)
+    h2 = generate_dataset("hopper-medium-v2", 200, seed=3)
+    np.testing.assert_array_equal(h1["new_obs"], h2["new_obs"])
+
+
+def test_pointmaze_recipe() -> None:
+    data = generate_dataset("pointmaze-umaze", 2500, seed=7)
+    # maze2d style: never terminal, 1000-step segments.
+    assert not data["terminateds"].any()
+    np.testing.assert_array_equal(np.bincount(data["eps_id"]), [1000, 1000, 500])
+    assert SEGMENT_STEPS == 1000
+    # Sparse reward against the goal shown in obs, at the position after the step.
+    dist = np.linalg.norm(data["new_obs"][:, :2] - data["obs"][:, 4:6], axis=1)
+    np.testing.assert_array_equal(data["rewards"], (dist <= 0.45).astype(np.float32))
+    # Goals get reached and replaced within a segment (linger, then a new goal).
+    goal_changes = np.any(data["obs"][1:, 4:6] != data["obs"][:-1, 4:6], axis=1)
+    assert goal_changes[data["eps_id"][1:] == data["eps_id"][:-1]].sum() >= 3
+    assert 0.02 < data["rewards"].mean() < 0.5
+
+
+def test_progress_and_bad_size() -> None:
+    calls: list[tuple[int, int]] = []
+    generate_dataset("pointmaze-umaze", 50, seed=0, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (50, 50)
+    with pytest.raises(DataError):
+        generate_dataset("pointmaze-umaze", 0, seed=0)

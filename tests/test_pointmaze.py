@@ -1,0 +1,72 @@
+"""PointMaze evaluation env and the scripted expert."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffcps_ray.envs.pointmaze import MAZE_MAPS, PointMazeExpert, PointMazeFlatEnv
+from diffcps_ray.envs.tasks import get_task
+
+
+@pytest.mark.parametrize("name", ["pointmaze-umaze", "pointmaze-medium", "pointmaze-large"])
+def test_expert_reaches_random_goals(name: str) -> None:
+    spec = get_task(name)
+    env = spec.make_env()
+    expert = PointMazeExpert(spec.env_name)
+    for episode in range(3):
+        obs, _ = env.reset(seed=100 + episode)
+        reached_at = None
+        for t in range(spec.max_episode_steps):
+            obs, _, terminated, truncated, info = env.step(expert(obs))
+            assert not terminated  # no termination on success: the return counts steps there
+            if info["success"] and reached_at is None:
+                reached_at = t
+            if truncated:
+                break
+        assert reached_at is not None, f"expert missed the goal in {name} episode {episode}"
+        assert reached_at < spec.max_episode_steps // 2
+        # It stays: the goal is reached with margin and the point holds still there.
+        assert np.linalg.norm(obs[:2] - obs[4:6]) < 0.1
+        assert truncated and t == spec.max_episode_steps - 1
+
+
+@pytest.mark.parametrize("maze", list(MAZE_MAPS))
+def test_bfs_paths_are_shortest_and_stay_in_open_cells(maze: str) -> None:
+    expert = PointMazeExpert(maze)
+    cells = [tuple(c) for c in expert.free_cells]
+    for goal in cells:
+        for start in cells:
+            here, steps = start, 0
+            while here != goal:
+                nxt = tuple(expert.next_cell[goal[0], goal[1], here[0], here[1]])
+                assert expert.free[nxt]
+                assert abs(nxt[0] - here[0]) + abs(nxt[1] - here[1]) == 1
+                here, steps = nxt, steps + 1
+                assert steps <= len(cells)
+    # Cell <-> position round trip in gymnasium-robotics' frame.
+    centres = expert.cell_to_xy(expert.free_cells)
+    np.testing.assert_array_equal(expert.xy_to_cell(centres), expert.free_cells)
+
+
+def test_observation_layout_and_sparse_reward() -> None:
+    env = PointMazeFlatEnv("umaze", 300)
+    obs, _ = env.reset(seed=3)
+    assert obs.dtype == np.float32 and obs.shape == (6,)
+    np.testing.assert_allclose(obs[4:6], env.goal, rtol=1e-6)
+    np.testing.assert_allclose(obs[:2], env.inner.data.qpos[:2], rtol=1e-6)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        obs, reward, _, _, info = env.step(rng.uniform(-1, 1, 2))
+        near = np.linalg.norm(env.inner.data.qpos[:2] - env.goal) <= 0.45
+        assert reward == float(near) and info["success"] == near
+
+
+def test_expert_is_batched() -> None:
+    expert = PointMazeExpert("medium")
+    obs = np.array([[1.5, 1.5, 0.0, 0.0, -2.5, -1.5], [0.5, -0.5, 1.0, 0.0, 0.5, -0.5]])
+    actions = expert(obs.astype(np.float32))
+    assert actions.shape == (2, 2) and actions.dtype == np.float32
+    assert np.all(np.abs(actions) <= 1.0)
+    np.testing.assert_allclose(actions[1], expert(obs[1]))  # same goal cell: PD on the goal
+    np.testing.assert_allclose(actions[1], [-1.0, 0.0])  # 10 * 0 - 1 * 1 = -1 in x
