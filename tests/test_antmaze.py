@@ -63,6 +63,9 @@ def test_d4rl_ant_physics() -> None:
     assert env.dt == pytest.approx(0.1)
     np.testing.assert_allclose(env.model.actuator_gear[:, 0], 1.0)
     np.testing.assert_allclose(env.model.actuator_ctrlrange, [[-30.0, 30.0]] * 8)
+    # D4RL's default geom contact parameters, on the ant and on the walls.
+    np.testing.assert_allclose(env.model.geom_solimp[:, :3], [[0.8, 0.8, 0.01]] * env.model.ngeom)
+    np.testing.assert_allclose(env.model.geom_solref, [[0.02, 1.0]] * env.model.ngeom)
     env.reset(seed=0)
     env.step(np.full(8, 0.5))
     np.testing.assert_allclose(env.data.ctrl, 15.0)  # actions scaled by 30

@@ -4,8 +4,9 @@ Built from installed assets: gymnasium's ant.xml (the model gymnasium-robotics' 
 uses) and gymnasium-robotics' maze layouts, changed to D4RL's ant and D4RL's frame:
 
 - physics: timestep 0.02 with 5 frames per step (dt 0.1), motors with ctrlrange +-30 and
-  gear 1 (gymnasium: 0.01 s, ctrlrange +-1, gear 150); actions in [-1, 1] are scaled by 30
-  as D4RL's NormalizedBoxEnv does.
+  gear 1 (gymnasium: 0.01 s, ctrlrange +-1, gear 150), D4RL's contact softness (default
+  geom solref .02 1, solimp .8 .8 .01); actions in [-1, 1] are scaled by 30 as D4RL's
+  NormalizedBoxEnv does. Otherwise the two ant.xml files compile to the same model.
 - frame: cell (i, j) centre at (4 j - 4, 4 i - 4), i.e. the start cell (1, 1) at the origin;
   gymnasium-robotics centres the map and flips y (y = -i), which is why its maps read
   reversed row-wise and sit at offsets (4, 4), (10, 10), (18, 12) from D4RL's.
@@ -82,6 +83,12 @@ def build_model_xml(maze: str) -> str:
     option = root.find("option")
     assert option is not None
     option.set("timestep", str(TIMESTEP))
+    # D4RL's ant.xml gives every geom (maze blocks included) softer contacts than
+    # gymnasium's, which leaves MuJoCo's defaults (solimp 0.9 0.95 0.001).
+    default_geom = root.find("default/geom")
+    assert default_geom is not None
+    default_geom.set("solref", ".02 1")
+    default_geom.set("solimp", ".8 .8 .01")
     for motor in root.iter("motor"):
         motor.set("ctrlrange", f"{-ACTION_SCALE} {ACTION_SCALE}")
         motor.set("gear", "1")
