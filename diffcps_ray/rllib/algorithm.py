@@ -1,0 +1,204 @@
+"""DiffCPS as an RLlib Algorithm (new API stack, offline).
+
+One ``train()`` call:
+1. ``training_step``: every learner runs ``gradient_steps_per_iteration`` DiffCPS steps on
+   its resident share of the data (the first call materialises the shares, which Ray Data
+   read and split; see ``offline_data.py``);
+2. every ``eval_interval`` iterations, an evaluation in the task's simulator: batched
+   episodes over several envs with batched inference through the RLModule
+   (``diffcps_ray.envs.evaluate.evaluate_policy``), in this process, with the current
+   weights.
+
+Result keys (docs/interfaces.md): ``evaluation/normalized_score``,
+``evaluation/episode_return_mean``, ``evaluation/best_normalized_score``,
+``evaluation/success_rate`` (goal tasks), carried forward between evaluations (NaN before
+the first one), ``num_gradient_steps`` (cumulative) and ``learners/default_policy/...``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.metrics import (
+    EVALUATION_RESULTS,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    TIMERS,
+)
+
+from diffcps_ray.rllib.config import DiffCPSConfig
+from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
+
+NUM_GRADIENT_STEPS = "num_gradient_steps"
+NORMALIZED_SCORE = "normalized_score"
+BEST_NORMALIZED_SCORE = "best_normalized_score"
+EPISODE_RETURN_MEAN = "episode_return_mean"
+SUCCESS_RATE = "success_rate"
+NUM_EVALUATIONS = "num_evaluations"
+_STATE_KEY = "diffcps"
+
+
+class DiffCPS(Algorithm):
+    """DiffCPS (diffusion-policy constrained policy search), offline, on RLlib."""
+
+    config: DiffCPSConfig
+
+    @classmethod
+    def get_default_config(cls) -> DiffCPSConfig:
+        return DiffCPSConfig()
+
+    def setup(self, config: Any) -> None:
+        super().setup(config)
+        self._num_gradient_steps = 0
+        self._last_eval: dict[str, float] = {}
+        self._best_score = -math.inf
+        self._num_evaluations = 0
+        self._eval_module: DiffCPSTorchRLModule | None = None
+        # One Ray Data iterator per learner (the first update materialises them).
+        self._data_iterators = self.offline_data.learner_iterators(len(self.learner_group))
+
+    # --- training ------------------------------------------------------------------------
+
+    def training_step(self) -> None:
+        steps = self.config.resolved_gradient_steps
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            learner_results = self.learner_group.update(
+                training_data=TrainingData(data_iterators=self._data_iterators),
+                timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self._num_gradient_steps},
+                num_gradient_steps=steps,
+            )
+        self._num_gradient_steps += steps
+        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+
+    def step(self) -> dict[str, Any]:
+        results = super().step()
+        # self.iteration is incremented after step() returns.
+        interval = self.config.resolved_eval_interval
+        if interval and (self.iteration + 1) % interval == 0:
+            self.evaluate_in_simulator()
+        results[EVALUATION_RESULTS] = {
+            **(results.get(EVALUATION_RESULTS) or {}),
+            **self.evaluation_metrics(),
+        }
+        results[NUM_GRADIENT_STEPS] = self._num_gradient_steps
+        return results
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    def evaluate_in_simulator(self, num_episodes: int | None = None,
+                              seed: int | None = None) -> dict[str, float]:
+        """Evaluate the current weights in the task's simulator; update the best score."""
+        from diffcps_ray.envs.evaluate import evaluate_policy
+
+        config = self.config
+        module = self._inference_module()
+        device = module.device
+        episodes = int(num_episodes or config.resolved_eval_episodes)
+        seed = int(config.eval_seed + self.iteration) if seed is None else int(seed)
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            batch = {Columns.OBS: torch.as_tensor(obs, dtype=torch.float32, device=device)}
+            return module.forward_inference(batch)[Columns.ACTIONS].cpu().numpy()
+
+        start = time.perf_counter()
+        # The evaluation draws its candidates from its own RNG stream: training continues
+        # exactly as it would have without the evaluation.
+        with _preserved_rng(module.agent, seed):
+            result = evaluate_policy(config.task_spec, act, episodes, seed,
+                                     num_envs=config.eval_num_envs)
+        result["time_s"] = time.perf_counter() - start
+        self._num_evaluations += 1
+        self._best_score = max(self._best_score, float(result[NORMALIZED_SCORE]))
+        self._last_eval = {key: float(value) for key, value in result.items()}
+        return dict(self._last_eval)
+
+    def evaluation_metrics(self) -> dict[str, float]:
+        """The last evaluation (NaN before the first) plus the best score so far."""
+        metrics = {NORMALIZED_SCORE: math.nan, EPISODE_RETURN_MEAN: math.nan}
+        if self.config.task_spec.is_goal_task:
+            metrics[SUCCESS_RATE] = math.nan
+        metrics.update(self._last_eval)
+        metrics[BEST_NORMALIZED_SCORE] = (
+            self._best_score if self._num_evaluations else math.nan
+        )
+        metrics[NUM_EVALUATIONS] = self._num_evaluations
+        return metrics
+
+    def _inference_module(self) -> DiffCPSTorchRLModule:
+        """The module to act with: the local learner's own, or a synced driver copy."""
+        if self.learner_group.is_local:
+            module = self.learner_group._learner.module[DEFAULT_MODULE_ID]
+            return module.unwrapped() if hasattr(module, "unwrapped") else module
+        if self._eval_module is None:
+            spec = RLModuleSpec(
+                module_class=DiffCPSTorchRLModule,
+                observation_space=self.config.observation_space,
+                action_space=self.config.action_space,
+                model_config=self.config.model_config,
+                inference_only=True,
+            )
+            self._eval_module = spec.build()
+        weights = self.learner_group.get_weights(module_ids=[DEFAULT_MODULE_ID])
+        self._eval_module.set_state(weights[DEFAULT_MODULE_ID])
+        return self._eval_module
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def get_state(self, components: Any = None, *, not_components: Any = None,
+                  **kwargs: Any) -> dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        state[_STATE_KEY] = {
+            NUM_GRADIENT_STEPS: self._num_gradient_steps,
+            "last_eval": dict(self._last_eval),
+            "best_score": self._best_score,
+            NUM_EVALUATIONS: self._num_evaluations,
+        }
+        return state
+
+    def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        if self.env_runner_group is None:
+            # Algorithm.restore_from_path syncs weights to env runners, which an offline
+            # DiffCPS run does not have (it would fail on None); restore the components
+            # (learner group with the agent's state, metrics, our counters) directly.
+            return super(Algorithm, self).restore_from_path(path, *args, **kwargs)
+        return super().restore_from_path(path, *args, **kwargs)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        own = state.get(_STATE_KEY)
+        if own:
+            self._num_gradient_steps = int(own[NUM_GRADIENT_STEPS])
+            self._last_eval = dict(own["last_eval"])
+            self._best_score = float(own["best_score"])
+            self._num_evaluations = int(own[NUM_EVALUATIONS])
+
+
+class _preserved_rng:  # noqa: N801 - used as a context manager
+    """Run the agent's sampling from a seeded stream and restore its generators after."""
+
+    def __init__(self, agent: Any, seed: int):
+        self._generators = [g for g in vars(agent).values() if isinstance(g, torch.Generator)]
+        self._seed = seed
+        self._saved: list[torch.Tensor] = []
+        self._cpu_state: torch.Tensor | None = None
+
+    def __enter__(self) -> None:
+        self._saved = [g.get_state() for g in self._generators]
+        self._cpu_state = torch.get_rng_state()
+        for offset, generator in enumerate(self._generators):
+            generator.manual_seed(self._seed + offset)
+
+    def __exit__(self, *exc: Any) -> None:
+        for generator, state in zip(self._generators, self._saved, strict=True):
+            generator.set_state(state)
+        torch.set_rng_state(self._cpu_state)
