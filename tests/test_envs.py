@@ -83,9 +83,9 @@ def test_locomotion_reference_scores_and_files() -> None:
 def test_walker_uses_d4rl_foot_friction() -> None:
     env = get_task("walker2d-medium-v2").make_env()
     model = env.unwrapped.model
-    foot = model.geom("foot_left_geom").id
-    # D4RL's walker2d.xml: left foot friction 1.9 (v5's default model uses 0.9).
-    assert model.geom_friction[foot, 0] == pytest.approx(1.9)
+    # D4RL's model: right foot 0.9, left foot 1.9 (v5's default model sets both to 1.9).
+    assert model.geom_friction[model.geom("foot_geom").id, 0] == pytest.approx(0.9)
+    assert model.geom_friction[model.geom("foot_left_geom").id, 0] == pytest.approx(1.9)
     env.close()
 
 

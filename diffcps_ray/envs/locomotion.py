@@ -27,8 +27,8 @@ def make_locomotion_env(env_id: str, max_episode_steps: int = 1000) -> gym.Env:
     """A v5 env with D4RL's episode length; Walker2d gets D4RL's foot friction back."""
     kwargs: dict[str, object] = {}
     if env_id.startswith("Walker2d"):
-        # v5 changed the left foot's friction (1.9 -> 0.9); the shipped walker2d.xml keeps
-        # the model D4RL's data were collected with (d4rl-facts.md).
+        # v5's model gives both feet friction 1.9; D4RL's data were collected with the
+        # right foot at 0.9, which the shipped walker2d.xml keeps (d4rl-facts.md).
         kwargs["xml_file"] = "walker2d.xml"
     env = gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
     return Float32Observation(env)
