@@ -1,0 +1,578 @@
+"""The two phases of a sweep: search (per task) and confirmation (best config x seeds).
+
+Search: per task, OptunaSearch (seeded; the paper's kappa and lambda_clip evaluated first)
+proposes kappa and lambda_clip, ASHA stops weak trials early on the evaluation score. Each
+task is its own Tune experiment (search-<task>/) because each task has its own search space
+and its own Optuna study.
+
+Confirmation: the best search config of every task x N seeds, one Tune experiment
+(confirm/) whose trials are listed up front (points.FixedPoints), so every task's
+seeds can run at once on a cluster. Ablations run the same way (ablation/) with the grid's
+values in place of the searched ones.
+
+Fault tolerance: checkpoints every iteration and FailureConfig retries (a trial whose
+worker dies resumes from its last checkpoint); ``--resume`` restores an interrupted phase
+with Tuner.restore, which restores the OptunaSearch and ASHA state (ray #30861, fixed by
+ray PR #30893); experiment.json records which phases finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from diffcps_ray.errors import DiffCPSError
+from diffcps_ray.tune.manifest import ExperimentStore, new_manifest, replace_trials
+from diffcps_ray.tune.suites import METRIC, Budget, PhaseBudget, Suite, TaskEntry
+
+MODE = "max"
+SEARCH_SEED = 0  # every search trial trains with this seed; confirmation uses 1..N
+MAX_FAILURES = 2  # retries per trial (worker death, node loss) from its last checkpoint
+CHECKPOINTS_KEPT = 2
+
+
+@dataclass
+class SweepOptions:
+    """Everything a sweep needs besides the suite; recorded in experiment.json."""
+
+    suite: str
+    budget: str
+    tasks: list[str]
+    data_root: str
+    storage: str
+    name: str
+    address: str | None
+    gpus_per_trial: float
+    cpus_per_trial: float
+    num_samples: int
+    seeds: int
+    max_concurrent: int | None
+    data_cpus: float
+    base: str | None = None
+
+
+# --- trial naming and reporting ------------------------------------------------------------
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial directory names (Tune's default embeds the whole config)."""
+    return f"{trial.config.get('phase', 'trial')}_{trial.trial_id}"
+
+
+def trial_name(trial: Any) -> str:
+    return f"{trial.config.get('task', '')}_{trial.trial_id}"
+
+
+def make_reporter(total_samples: int | None = None) -> Any:
+    """Tune's CLIReporter with the score, kappa and lambda_clip of each trial."""
+    from ray.tune import CLIReporter
+
+    return CLIReporter(
+        metric_columns={
+            METRIC: "score",
+            "evaluation/best_normalized_score": "best",
+            "num_gradient_steps": "steps",
+            "training_iteration": "iter",
+        },
+        parameter_columns={"task": "task", "kappa": "kappa", "lambda_clip": "lambda_clip",
+                           "seed": "seed"},
+        total_samples=total_samples,
+        max_report_frequency=30,
+    )
+
+
+# --- trial configs -------------------------------------------------------------------------
+
+
+def run_section(opts: SweepOptions, phase: PhaseBudget, task: TaskEntry) -> dict[str, Any]:
+    """The non-searched part of a trial's config: lengths, data, devices."""
+    zero_below = task.search["lambda_clip"].low if task.search["lambda_clip"].zero_floor else 0.0
+    return {
+        "data_root": opts.data_root,
+        "iterations": phase.iterations,
+        "steps_per_iteration": phase.steps_per_iteration,
+        "eval_interval": phase.eval_interval,
+        "eval_episodes": phase.eval_episodes,
+        "lambda_clip_zero_below": zero_below,
+        "num_gpus": opts.gpus_per_trial,
+        "torch_threads": max(1, int(opts.cpus_per_trial)),
+    }
+
+
+def search_space(opts: SweepOptions, budget: Budget, task: TaskEntry) -> dict[str, Any]:
+    from ray import tune
+
+    ranges = task.search
+    return {
+        "phase": "search",
+        "task": task.name,
+        "kappa": tune.loguniform(ranges["kappa"].low, ranges["kappa"].high),
+        "lambda_clip": tune.loguniform(ranges["lambda_clip"].low, ranges["lambda_clip"].high),
+        "seed": SEARCH_SEED,
+        "settings": dict(task.overrides),
+        "run": run_section(opts, budget.search, task),
+    }
+
+
+def searcher_seed(suite: str, task: str) -> int:
+    """A stable per-task seed for Optuna's sampler (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.sha256(f"{suite}/{task}".encode()).digest()[:4], "little")
+
+
+# --- Ray and Tune plumbing -----------------------------------------------------------------
+
+
+def start_ray(opts: SweepOptions) -> bool:
+    """Join --address or start a local Ray; returns whether we started (and must stop) it."""
+    import ray
+
+    from diffcps_ray.runtime import thread_env
+
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": {**thread_env(1), "RAY_AIR_NEW_OUTPUT": "0"}}
+    if opts.address:
+        ray.init(address=opts.address, runtime_env=runtime_env, log_to_driver=False)
+        return True
+    cores = os.cpu_count() or 1
+    # Logical CPUs beyond the cores stay free of trials for Ray Data's read tasks, which run
+    # outside the trials' placement groups (with no spare CPU they wait forever).
+    ray.init(
+        num_cpus=cores + math.ceil(opts.data_cpus),
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env=runtime_env,
+    )
+    return True
+
+
+def concurrency(opts: SweepOptions) -> int:
+    """How many trials may run at once: the CPUs (and GPUs) left after Ray Data's share."""
+    import ray
+
+    if opts.max_concurrent:
+        return opts.max_concurrent
+    resources = ray.cluster_resources()
+    cpus = float(resources.get("CPU", 1)) - opts.data_cpus
+    limit = max(1, int(cpus // max(opts.cpus_per_trial, 1e-9)))
+    if opts.gpus_per_trial > 0:
+        gpus = float(resources.get("GPU", 0))
+        limit = min(limit, max(1, int(gpus // opts.gpus_per_trial + 1e-9)))
+    return limit
+
+
+def with_resources(trainable: Any, opts: SweepOptions) -> Any:
+    from ray import tune
+
+    return tune.with_resources(
+        trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
+    )
+
+
+def run_config(name: str, store: ExperimentStore, phase: PhaseBudget, reporter: Any) -> Any:
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=store.uri,
+        stop={"training_iteration": phase.iterations},
+        checkpoint_config=tune.CheckpointConfig(
+            checkpoint_frequency=1, num_to_keep=CHECKPOINTS_KEPT, checkpoint_at_end=True
+        ),
+        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        progress_reporter=reporter,
+        verbose=1,
+    )
+
+
+def restorable(store: ExperimentStore, phase_dir: str) -> bool:
+    from ray import tune
+
+    return tune.Tuner.can_restore(store.phase_uri(phase_dir))
+
+
+def restore(store: ExperimentStore, phase_dir: str, trainable: Any) -> Any:
+    from ray import tune
+
+    return tune.Tuner.restore(
+        store.phase_uri(phase_dir),
+        trainable=trainable,
+        resume_unfinished=True,
+        # Errored trials failed for good (NaN, or out of retries): don't rerun them.
+        resume_errored=False,
+    )
+
+
+# --- results -> manifest rows --------------------------------------------------------------
+
+
+def trial_rows(results: Any, store: ExperimentStore, max_iterations: int) -> list[dict]:
+    rows = []
+    for result in results:
+        config = result.config or {}
+        metrics = result.metrics or {}
+        iterations = int(metrics.get("training_iteration", 0) or 0)
+        if result.error is not None:
+            status = "ERROR"
+        elif iterations >= max_iterations:
+            status = "TERMINATED"
+        else:
+            status = "STOPPED_EARLY"
+        trial_id = metrics.get("trial_id") or Path(result.path).name.split("_", 1)[-1]
+        rows.append(
+            {
+                "phase": config.get("phase"),
+                "task": config.get("task"),
+                "trial_id": trial_id,
+                "path": store.relative(result.path),
+                "kappa": config.get("kappa"),
+                "lambda_clip": effective_lambda_clip(config),
+                "seed": config.get("seed"),
+                "status": status,
+                "iterations": iterations,
+                "score": _number(metric_value(metrics, METRIC)),
+                "best_score": _number(metric_value(metrics, "evaluation/best_normalized_score")),
+                "error": None if result.error is None else _one_line(result.error),
+                **({"variant": config["variant"]} if "variant" in config else {}),
+            }
+        )
+    return rows
+
+
+def metric_value(metrics: dict[str, Any], key: str) -> Any:
+    """A "/"-separated metric from a result, flat or nested (Result.metrics is nested)."""
+    if key in metrics:
+        return metrics[key]
+    value: Any = metrics
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def effective_lambda_clip(config: dict[str, Any]) -> float | None:
+    value = config.get("lambda_clip")
+    if value is None:
+        return None
+    zero_below = float(config.get("run", {}).get("lambda_clip_zero_below", 0.0))
+    return 0.0 if value <= zero_below * (1 + 1e-9) else float(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    # Ray wraps the trial's exception; its last line holds our sentence.
+    for line in reversed(text):
+        if line.strip():
+            return line.strip()[:500]
+    return type(error).__name__
+
+
+def pick_best(rows: list[dict]) -> dict | None:
+    """The best trial by its last score, preferring trials that ran the full length."""
+    scored = [r for r in rows if r["status"] != "ERROR" and r["score"] is not None]
+    full = [r for r in scored if r["status"] == "TERMINATED"]
+    pool = full or scored
+    return max(pool, key=lambda r: r["score"]) if pool else None
+
+
+# --- the sweep -----------------------------------------------------------------------------
+
+
+class Sweep:
+    """Runs (or resumes) the phases of one experiment and keeps experiment.json current."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        opts: SweepOptions,
+        command: str,
+        resume: bool,
+        trainable: Any = None,
+        log=print,
+    ) -> None:
+        self.suite = suite
+        self.opts = opts
+        self.budget = suite.budget(opts.budget)
+        self.tasks = suite.select_tasks(opts.tasks)
+        self.store = ExperimentStore(opts.storage, opts.name)
+        self.log = log
+        if trainable is None:
+            from diffcps_ray.tune.trainable import DiffCPSTrial
+
+            trainable = DiffCPSTrial
+        self.trainable = trainable
+        if self.store.exists():
+            if not resume:
+                raise DiffCPSError(
+                    f"Experiment {self.store.uri} already exists: pass --resume to continue "
+                    f"it, or choose another --name."
+                )
+            self.manifest = self.store.read_json()
+        else:
+            self.manifest = new_manifest(suite.name, opts.budget, command, asdict(opts))
+
+    def save(self) -> None:
+        self.store.write_json(self.manifest)
+
+    # -- phases --
+
+    def run(self) -> dict[str, Any]:
+        """All phases; returns the manifest. Ray must be initialised by the caller."""
+        self.save()
+        self.concurrent = concurrency(self.opts)
+        if self.suite.is_ablation:
+            self.run_grid_phase("ablation", self.ablation_points())
+        else:
+            for task in self.tasks:
+                self.search(task)
+            self.run_grid_phase("confirm", self.confirm_points())
+        return self.manifest
+
+    def search(self, task: TaskEntry) -> None:
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search.optuna import OptunaSearch
+
+        phases = self.manifest["phases"].setdefault("search", {"metric": METRIC, "mode": MODE,
+                                                              "budget": asdict(self.budget.search),
+                                                              "tasks": {}})
+        state = phases["tasks"].get(task.name, {})
+        if state.get("status") == "done":
+            self.log(f"[search] {task.name}: finished earlier, skipping.")
+            return
+        phase_dir = f"search-{task.name}"
+        trainable = with_resources(self.trainable, self.opts)
+        if state and restorable(self.store, phase_dir):
+            self.log(f"[search] {task.name}: resuming {self.store.phase_uri(phase_dir)}")
+            tuner = restore(self.store, phase_dir, trainable)
+        else:
+            first = {k: r.first_point for k, r in task.search.items()}
+            self.log(
+                f"[search] {task.name}: {self.opts.num_samples} trials x up to "
+                f"{self.budget.search.gradient_steps:,} steps, first point (paper) {first}"
+            )
+            searcher = OptunaSearch(
+                points_to_evaluate=[first], seed=searcher_seed(self.suite.name, task.name)
+            )
+            scheduler = ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=self.budget.search.iterations,
+                grace_period=self.budget.grace_period,
+                reduction_factor=self.budget.reduction_factor,
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space=search_space(self.opts, self.budget, task),
+                tune_config=tune.TuneConfig(
+                    metric=METRIC,
+                    mode=MODE,
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    num_samples=self.opts.num_samples,
+                    max_concurrent_trials=self.concurrent,
+                    trial_dirname_creator=trial_dirname,
+                    trial_name_creator=trial_name,
+                ),
+                run_config=run_config(
+                    phase_dir, self.store, self.budget.search,
+                    make_reporter(self.opts.num_samples),
+                ),
+            )
+        phases["tasks"][task.name] = {
+            "dir": phase_dir,
+            "status": "running",
+            "paper": {k: r.paper for k, r in task.search.items()},
+            "ranges": {k: [r.low, r.high] for k, r in task.search.items()},
+        }
+        self.save()
+        results = tuner.fit()
+        rows = trial_rows(results, self.store, self.budget.search.iterations)
+        replace_trials(self.manifest, "search", task.name, rows)
+        best = pick_best(rows)
+        entry = phases["tasks"][task.name]
+        entry["status"] = "done"
+        entry["best"] = (
+            None
+            if best is None
+            else {k: best[k] for k in ("trial_id", "path", "kappa", "lambda_clip", "score")}
+        )
+        entry["best_raw"] = None
+        if best is not None:
+            raw = next(r.config for r in results if r.config and
+                       r.path and self.store.relative(r.path) == best["path"])
+            entry["best_raw"] = {"kappa": raw["kappa"], "lambda_clip": raw["lambda_clip"]}
+        self.save()
+        errors = sum(r["status"] == "ERROR" for r in rows)
+        self.log(
+            f"[search] {task.name}: best {entry['best']}"
+            + (f" ({errors} trial(s) failed)" if errors else "")
+        )
+
+    def confirm_points(self) -> list[dict[str, Any]]:
+        points = []
+        search = self.manifest["phases"].get("search", {}).get("tasks", {})
+        for task in self.tasks:
+            raw = (search.get(task.name) or {}).get("best_raw")
+            if raw is None:
+                self.log(f"[confirm] {task.name}: no successful search trial, skipping.")
+                continue
+            for seed in range(1, self.opts.seeds + 1):
+                points.append(
+                    {
+                        "phase": "confirm",
+                        "task": task.name,
+                        "kappa": raw["kappa"],
+                        "lambda_clip": raw["lambda_clip"],
+                        "seed": seed,
+                        "settings": dict(task.overrides),
+                        "run": run_section(self.opts, self.budget.confirm, task),
+                    }
+                )
+        return points
+
+    def ablation_points(self) -> list[dict[str, Any]]:
+        points = []
+        ((key, values),) = self.suite.grid.items()
+        for task in self.tasks:
+            for value in values:
+                for seed in range(1, self.opts.seeds + 1):
+                    kappa = task.search["kappa"].paper
+                    lambda_clip = task.search["lambda_clip"].paper
+                    settings = dict(task.overrides)
+                    if key == "kappa":
+                        kappa = value
+                    elif key == "lambda_clip":
+                        lambda_clip = value
+                    else:
+                        settings[key] = value
+                    run = run_section(self.opts, self.budget.confirm, task)
+                    run["lambda_clip_zero_below"] = 0.0  # grid values are taken literally
+                    points.append(
+                        {
+                            "phase": "ablation",
+                            "task": task.name,
+                            "kappa": kappa,
+                            "lambda_clip": lambda_clip,
+                            "seed": seed,
+                            "variant": {key: value},
+                            "settings": settings,
+                            "run": run,
+                        }
+                    )
+        return points
+
+    def run_grid_phase(self, phase: str, points: list[dict[str, Any]]) -> None:
+        from ray import tune
+
+        from diffcps_ray.tune.points import FixedPoints
+
+        state = self.manifest["phases"].get(phase, {})
+        if state.get("status") == "done":
+            self.log(f"[{phase}] finished earlier, skipping.")
+            return
+        if not points:
+            raise DiffCPSError(f"Nothing to run in the {phase} phase: every search failed.")
+        phase_dir = phase
+        trainable = with_resources(self.trainable, self.opts)
+        if state and restorable(self.store, phase_dir):
+            self.log(f"[{phase}] resuming {self.store.phase_uri(phase_dir)}")
+            tuner = restore(self.store, phase_dir, trainable)
+        else:
+            self.log(
+                f"[{phase}] {len(points)} trials x {self.budget.confirm.gradient_steps:,} steps, "
+                f"{self.budget.confirm.eval_episodes} evaluation episodes"
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space={},
+                tune_config=tune.TuneConfig(
+                    metric=METRIC,
+                    mode=MODE,
+                    search_alg=FixedPoints(points),
+                    num_samples=len(points),
+                    max_concurrent_trials=self.concurrent,
+                    trial_dirname_creator=trial_dirname,
+                    trial_name_creator=trial_name,
+                ),
+                run_config=run_config(
+                    phase_dir, self.store, self.budget.confirm, make_reporter(len(points))
+                ),
+            )
+        self.manifest["phases"][phase] = {
+            "dir": phase_dir,
+            "status": "running",
+            "budget": asdict(self.budget.confirm),
+            "seeds": list(range(1, self.opts.seeds + 1)),
+            **({"grid": self.suite.grid} if phase == "ablation" else {}),
+        }
+        self.save()
+        results = tuner.fit()
+        rows = trial_rows(results, self.store, self.budget.confirm.iterations)
+        replace_trials(self.manifest, phase, None, rows)
+        self.manifest["phases"][phase]["status"] = "done"
+        self.save()
+
+
+# --- the closing summary -------------------------------------------------------------------
+
+
+def summarise(manifest: dict[str, Any], suite: Suite, episodes: int) -> list[str]:
+    """Lines per task: final score mean +- standard error over seeds vs the behaviour."""
+    lines = []
+    phase = "ablation" if suite.is_ablation else "confirm"
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    for row in manifest["trials"]:
+        if row["phase"] != phase:
+            continue
+        variant = ",".join(f"{k}={v}" for k, v in (row.get("variant") or {}).items())
+        by_key.setdefault((row["task"], variant), []).append(row)
+    for (task, variant), rows in by_key.items():
+        scores = [r["score"] for r in rows if r["score"] is not None and r["status"] != "ERROR"]
+        failed = len(rows) - len(scores)
+        label = f"{task}{' ' + variant if variant else ''}"
+        if not scores:
+            lines.append(f"{label}: every {phase} trial failed.")
+            continue
+        mean = statistics.fmean(scores)
+        sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
+        best = [r["best_score"] for r in rows if r["best_score"] is not None]
+        line = (
+            f"{label}: final normalised score {mean:.1f} +- {sem:.1f} (mean +- standard error "
+            f"over {len(scores)} seeds, {episodes} evaluation episodes each)"
+        )
+        if best:
+            line += f"; best-of-run {statistics.fmean(best):.1f}"
+        entry = suite.tasks.get(task)
+        if entry is not None and entry.behaviour_score is not None and not variant:
+            diff = mean - entry.behaviour_score
+            verdict = "above" if diff > 0 else "below"
+            line += (
+                f"; {abs(diff):.1f} points {verdict} the data's behaviour "
+                f"({entry.behaviour_score:.0f})"
+            )
+            if sem == sem and sem > 0:
+                line += f", {abs(diff) / sem:.1f} standard errors"
+        if failed:
+            line += f"; {failed} trial(s) failed"
+        lines.append(line + ".")
+    return lines
+
+
+def elapsed(start: float) -> str:
+    seconds = time.monotonic() - start
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"

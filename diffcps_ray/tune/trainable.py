@@ -1,0 +1,128 @@
+"""The Tune trainable: one DiffCPS Algorithm per trial, with NaN checks and lean results.
+
+Why a thin wrapper instead of passing the DiffCPS Algorithm class to Tune directly:
+- the trial's config stays small and flat (task, kappa, lambda_clip, seed, settings
+  overrides, run lengths), which is what OptunaSearch samples, what params.json and the
+  analysis read, and what experiment.json records;
+- each result is checked for non-finite losses: the trial stops with an error naming the
+  metric (and a retry does not train into the same NaN again);
+- the Algorithm runs everything in the trial's own process (local learner, evaluation
+  without remote env runners), so a trial needs exactly its bundle of CPUs/GPUs and the
+  Ray Data read tasks use the CPUs left outside the trials' placement groups.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from ray import tune
+
+from diffcps_ray.errors import DiffCPSError
+
+# Keys Tune's Trainable sets itself; an inner Algorithm's copies would shadow ours.
+_TRAINABLE_KEYS = frozenset(
+    {
+        "config", "done", "training_iteration", "iterations_since_restore", "trial_id",
+        "experiment_id", "date", "timestamp", "time_this_iter_s", "time_total_s",
+        "time_since_restore", "timesteps_since_restore", "pid", "hostname", "node_ip",
+        "experiment_tag", "should_checkpoint", "timesteps_total", "episodes_total",
+        "perf",
+    }
+)
+NAN_MARKER = "nonfinite_metric.txt"
+# Result sections whose numbers must stay finite (evaluation scores may legitimately be NaN
+# before the first evaluation, so they are not checked).
+CHECKED_SECTIONS = ("learners",)
+
+
+class NonFiniteMetricError(DiffCPSError):
+    """A training metric became NaN or infinite."""
+
+
+class AlgorithmLike(Protocol):
+    def train(self) -> dict[str, Any]: ...
+
+    def save_to_path(self, path: str) -> Any: ...
+
+    def restore_from_path(self, path: str) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+def first_nonfinite(result: Mapping[str, Any], prefix: str = "") -> tuple[str, float] | None:
+    """The first (flattened key, value) in ``result`` that is a non-finite number."""
+    for key, value in result.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found = first_nonfinite(value, f"{name}/")
+            if found:
+                return found
+        elif isinstance(value, float | int) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                return name, float(value)
+        elif hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+            number = float(value.item())
+            if not math.isfinite(number):
+                return name, number
+    return None
+
+
+class DiffCPSTrial(tune.Trainable):
+    """One trial: builds the Algorithm in ``setup``, one ``step`` = one Algorithm iteration."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        from diffcps_ray.runtime import set_torch_threads
+
+        set_torch_threads(int(config.get("run", {}).get("torch_threads", 1)))
+        marker = self._marker_path()
+        if marker is not None and marker.is_file():
+            # A retry after a NaN would restore the same state and diverge again.
+            raise NonFiniteMetricError(marker.read_text().strip())
+        self.algorithm = self.build_algorithm(config)
+
+    def build_algorithm(self, config: dict[str, Any]) -> AlgorithmLike:
+        from diffcps_ray.tune.bridge import build_diffcps
+
+        return build_diffcps(config)
+
+    def step(self) -> dict[str, Any]:
+        raw = self.algorithm.train()
+        result = {k: v for k, v in raw.items() if k not in _TRAINABLE_KEYS}
+        for section in CHECKED_SECTIONS:
+            found = first_nonfinite({section: result.get(section, {})})
+            if found:
+                name, value = found
+                message = (
+                    f"Trial stopped: {name} became {value} at iteration {self.iteration + 1}"
+                    f" (kappa {self.config.get('kappa')}, lambda_clip "
+                    f"{self.config.get('lambda_clip')})."
+                )
+                marker = self._marker_path()
+                if marker is not None:
+                    marker.write_text(message + "\n")
+                raise NonFiniteMetricError(message)
+        return result
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        self.algorithm.save_to_path(os.path.join(checkpoint_dir, "algorithm"))
+
+    def load_checkpoint(self, checkpoint: str | dict | None) -> None:
+        assert isinstance(checkpoint, str)
+        self.algorithm.restore_from_path(os.path.join(checkpoint, "algorithm"))
+
+    def cleanup(self) -> None:
+        algorithm = getattr(self, "algorithm", None)
+        if algorithm is not None:
+            algorithm.stop()
+
+    def _marker_path(self) -> Path | None:
+        # The trial's local directory on this node (cwd is the trial dir under Tune).
+        try:
+            directory = self._storage.trial_working_directory if self._storage else None
+        except AttributeError:
+            directory = None
+        return Path(directory) / NAN_MARKER if directory else None
