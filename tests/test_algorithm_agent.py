@@ -1,0 +1,202 @@
+"""DiffCPSAgent: the order and timing of the updates, determinism, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffcps_ray.algorithm.agent import METRIC_NAMES, DiffCPSAgent
+from diffcps_ray.algorithm.config import DiffCPSSettings
+from diffcps_ray.algorithm.diffusion import reverse_sample
+
+OBS, ACT, B = 6, 2, 16
+
+
+def _settings(**overrides) -> DiffCPSSettings:
+    return DiffCPSSettings(hidden_dim=32, batch_size=B).replace(**overrides)
+
+
+def _batch(seed: int, obs_dim: int = OBS, act_dim: int = ACT) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.randn(B, obs_dim, generator=g),
+        "actions": torch.rand(B, act_dim, generator=g) * 2 - 1,
+        "rewards": torch.randn(B, generator=g),
+        "new_obs": torch.randn(B, obs_dim, generator=g),
+        "terminateds": (torch.rand(B, generator=g) < 0.2).float(),
+    }
+
+
+def _snapshot(params) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+def _equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_update_returns_every_metric_as_detached_scalar() -> None:
+    metrics = DiffCPSAgent(OBS, ACT, _settings()).update(_batch(0))
+    assert set(metrics) == set(METRIC_NAMES)
+    for value in metrics.values():
+        assert value.ndim == 0 and not value.requires_grad and torch.isfinite(value)
+
+
+def test_actor_and_lambda_update_only_on_multiples_of_freq() -> None:
+    agent = DiffCPSAgent(OBS, ACT, _settings(freq=3, kappa=1e-3))
+    for step in range(7):
+        actor_before = _snapshot(agent.actor.parameters())
+        lambda_before = agent.lambda_param.item()
+        critic_before = _snapshot(agent.critic.parameters())
+        agent.update(_batch(step))
+        actor_moved = not _equal(actor_before, agent.actor.parameters())
+        lambda_moved = agent.lambda_param.item() != lambda_before
+        assert actor_moved == lambda_moved == (step % 3 == 0), step
+        assert not _equal(critic_before, agent.critic.parameters())  # critic: every step
+    assert agent.num_steps == 7
+
+
+def test_targets_polyak_every_step_and_ema_from_start_step_every_interval() -> None:
+    s = _settings(ema_start_step=4, ema_interval=3, freq=1)
+    agent = DiffCPSAgent(OBS, ACT, s)
+    initial_actor = _snapshot(agent.actor.parameters())
+    assert _equal(initial_actor, agent.ema_actor.parameters())
+    updated_at = []
+    for step in range(11):
+        ema_before = _snapshot(agent.ema_actor.parameters())
+        target_before = _snapshot(agent.critic_target.parameters())
+        agent.update(_batch(step))
+        for t_old, t_new, online in zip(
+            target_before, agent.critic_target.parameters(), agent.critic.parameters(), strict=True
+        ):
+            torch.testing.assert_close(t_new, t_old + s.tau * (online.detach() - t_old))
+        if _equal(ema_before, agent.ema_actor.parameters()):
+            continue
+        updated_at.append(step)
+        for e_old, e_new, online in zip(
+            ema_before, agent.ema_actor.parameters(), agent.actor.parameters(), strict=True
+        ):
+            expected = s.ema_decay * e_old + (1 - s.ema_decay) * online.detach()
+            torch.testing.assert_close(e_new, expected)
+    assert updated_at == [6, 9]
+
+
+@pytest.mark.parametrize("max_q_backup", [False, True])
+def test_critic_loss_matches_the_target_written_out(max_q_backup: bool) -> None:
+    agent = DiffCPSAgent(OBS, ACT, _settings(max_q_backup=max_q_backup, num_backup_samples=4))
+    agent.update(_batch(0))  # leave the initial state so targets and online nets differ
+    batch = _batch(1)
+    critic = [p.detach().clone() for p in agent.critic.parameters()]
+    generator = torch.Generator().set_state(agent.generator.get_state())
+    k = 4 if max_q_backup else 1
+    with torch.no_grad():
+        next_actions = reverse_sample(
+            agent.ema_actor, agent.schedule, batch["new_obs"], generator, 1.0, k
+        )
+        next_states = batch["new_obs"].repeat_interleave(k, 0)
+        q1_next, q2_next = agent.critic_target(next_states, next_actions).view(2, B, k)
+        expected_target = torch.empty(B)
+        for b in range(B):
+            best = min(q1_next[b].max(), q2_next[b].max())
+            not_done = 1 - batch["terminateds"][b]
+            expected_target[b] = batch["rewards"][b] + 0.99 * not_done * best
+        for p, value in zip(agent.critic.parameters(), critic, strict=True):
+            p.copy_(value)
+        q1, q2 = agent.critic(batch["obs"], batch["actions"])
+        expected = ((q1 - expected_target) ** 2).mean() + ((q2 - expected_target) ** 2).mean()
+    metrics = agent.update(batch)
+    assert metrics["critic_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_actor_loss_uses_the_clamped_multiplier() -> None:
+    agent = DiffCPSAgent(OBS, ACT, _settings(lambda_init=0.1, lambda_clip=0.3))
+    metrics = agent.update(_batch(0))
+    assert metrics["lambda_clamped"].item() == pytest.approx(0.3)
+    assert metrics["lambda"].item() < 0.3  # the raw parameter is never clamped
+    combined = metrics["lambda_clamped"] * metrics["diffusion_loss"] + metrics["q_loss"]
+    assert metrics["actor_loss"].item() == pytest.approx(combined.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("kappa", "direction"), [(1e-4, 1), (50.0, -1)])
+def test_lambda_follows_the_constraint(kappa: float, direction: int) -> None:
+    agent = DiffCPSAgent(OBS, ACT, _settings(kappa=kappa, freq=1))
+    for step in range(4):
+        metrics = agent.update(_batch(step))
+        assert (metrics["diffusion_loss"].item() > kappa) == (direction > 0)
+    assert (agent.lambda_param.item() - 1.0) * direction > 0
+
+
+def _run(agent: DiffCPSAgent, seeds: range) -> list[dict[str, torch.Tensor]]:
+    return [agent.update(_batch(s)) for s in seeds]
+
+
+def test_same_seed_same_losses_different_seed_different_losses() -> None:
+    settings = _settings(max_q_backup=True, num_backup_samples=3)
+    first = _run(DiffCPSAgent(OBS, ACT, settings, seed=5), range(4))
+    second = _run(DiffCPSAgent(OBS, ACT, settings, seed=5), range(4))
+    other = _run(DiffCPSAgent(OBS, ACT, settings, seed=6), range(4))
+    for a, b in zip(first, second, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in METRIC_NAMES)
+    assert not torch.equal(first[-1]["critic_loss"], other[-1]["critic_loss"])
+
+
+def test_state_dict_round_trip_continues_bit_identically() -> None:
+    settings = _settings(freq=2, ema_start_step=2, ema_interval=1)
+    agent = DiffCPSAgent(OBS, ACT, settings, seed=1)
+    _run(agent, range(3))
+    state = agent.state_dict()
+    agent.act(torch.randn(4, OBS))  # evaluation must not disturb training randomness
+    continued = _run(agent, range(3, 7))
+
+    restored = DiffCPSAgent(OBS, ACT, settings, seed=99)
+    restored.load_state_dict(state)
+    assert restored.num_steps == 3
+    resumed = _run(restored, range(3, 7))
+    for a, b in zip(continued, resumed, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in METRIC_NAMES), a
+    assert _equal(agent.ema_actor.parameters(), restored.ema_actor.parameters())
+
+
+def test_act_and_sample_give_bounded_actions_of_the_right_shape() -> None:
+    agent = DiffCPSAgent(OBS, ACT, _settings(max_action=0.5))
+    agent.update(_batch(0))
+    training_rng = agent.generator.get_state()
+    one = agent.act(torch.randn(OBS))
+    many = agent.act(torch.randn(5, OBS))
+    plain = agent.sample(torch.randn(3, OBS))
+    assert one.shape == (ACT,) and many.shape == (5, ACT) and plain.shape == (3, ACT)
+    assert max(one.abs().max(), many.abs().max(), plain.abs().max()) <= 0.5
+    assert torch.equal(agent.generator.get_state(), training_rng)
+
+
+def test_act_draws_from_softmax_of_the_target_critics_min() -> None:
+    """With Q differences of ~100 the softmax is one-hot: act returns the best candidate."""
+    agent = DiffCPSAgent(1, 1, _settings(num_eval_candidates=50))
+    with torch.no_grad():  # make both target critics Q(s, a) = 100 * a (linear)
+        for p in agent.critic_target.parameters():
+            p.zero_()
+        agent.critic_target.w1[1, :].fill_(1.0)  # action row; state row stays 0
+        agent.critic_target.b1.fill_(5.0)  # mish is near-linear for x > 5
+        for w in (agent.critic_target.w2, agent.critic_target.w3):
+            w.copy_(torch.eye(32).expand(2, 32, 32))
+        agent.critic_target.w4[:, 0, 0] = 100.0
+    generator_state = agent.eval_generator.get_state()
+    chosen = agent.act(torch.zeros(1, 1))
+    agent.eval_generator.set_state(generator_state)
+    candidates = reverse_sample(
+        agent.actor, agent.schedule, torch.zeros(1, 1), agent.eval_generator, 1.0, 50
+    )
+    assert chosen.item() == pytest.approx(candidates.max().item(), abs=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runs_on_cuda() -> None:
+    agent = DiffCPSAgent(OBS, ACT, _settings(max_q_backup=True), device="cuda")
+    batch = {k: v.cuda() for k, v in _batch(0).items()}
+    metrics = [agent.update(batch) for _ in range(3)][-1]
+    assert all(v.device.type == "cuda" for v in metrics.values())
+    assert agent.act(torch.randn(4, OBS, device="cuda")).device.type == "cuda"
+    restored = DiffCPSAgent(OBS, ACT, _settings(max_q_backup=True), device="cuda")
+    restored.load_state_dict(agent.state_dict())
+    a, b = agent.update(batch), restored.update(batch)
+    assert torch.equal(a["critic_loss"], b["critic_loss"])
