@@ -84,3 +84,5 @@ def test_episode_seeds_and_bad_arguments() -> None:
         evaluate_policy("pointmaze-umaze", PointMazeExpert("umaze"), 0, seed=0)
     with pytest.raises(ConfigError):
         evaluate_policy("pointmaze-umaze", PointMazeExpert("umaze"), 1, seed=0, num_envs=0)
+    with pytest.raises(ConfigError, match=r"needs \(2, 2\)"):
+        evaluate_policy("pointmaze-umaze", lambda obs: np.zeros((len(obs), 3)), 2, seed=0)

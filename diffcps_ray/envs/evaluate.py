@@ -88,7 +88,12 @@ def evaluate_policy(
         active = np.flatnonzero(episode_of >= 0)
         if active.size == 0:
             break
-        actions = np.asarray(act_fn(obs[active]), dtype=np.float32).reshape(active.size, -1)
+        actions = np.asarray(act_fn(obs[active]), dtype=np.float32)
+        if actions.shape != (active.size, spec.act_dim):
+            raise ConfigError(
+                f"The policy returned actions of shape {actions.shape} for {active.size} "
+                f"observations; task {spec.name!r} needs ({active.size}, {spec.act_dim})."
+            )
         actions = np.clip(actions, low, high)
         for row, slot in enumerate(active):
             k = episode_of[slot]

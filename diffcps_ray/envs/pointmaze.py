@@ -10,6 +10,8 @@ Observation: (x, y, vx, vy, goal_x, goal_y) as float32.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections import deque
 from typing import Any
 
@@ -59,6 +61,10 @@ class PointMazeFlatEnv(gym.Env):
             continuing_task=True,
             reset_target=False,
         )
+        # gymnasium-robotics leaves the maze's model file in the temp directory; it is
+        # compiled by now, so remove it rather than leak one file per env.
+        with contextlib.suppress(OSError):
+            os.remove(self.inner.tmp_xml_file_path)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
         self._elapsed = 0
