@@ -70,3 +70,19 @@ def test_expert_is_batched() -> None:
     assert np.all(np.abs(actions) <= 1.0)
     np.testing.assert_allclose(actions[1], expert(obs[1]))  # same goal cell: PD on the goal
     np.testing.assert_allclose(actions[1], [-1.0, 0.0])  # 10 * 0 - 1 * 1 = -1 in x
+
+
+def test_reference_scores_command(tmp_path, capsys) -> None:
+    import json
+
+    from diffcps_ray.envs import reference_scores
+
+    out = tmp_path / "scores.json"
+    assert reference_scores.main(["--episodes", "2", "--seed", "1", "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert set(table["tasks"]) == {"pointmaze-umaze", "pointmaze-medium", "pointmaze-large"}
+    for entry in table["tasks"].values():
+        assert entry["expert_success_rate"] == 1.0
+        assert entry["ref_max_score"] > entry["ref_min_score"]
+    assert reference_scores.main(["--episodes", "0", "--out", str(out)]) == 2
+    assert "at least 1" in capsys.readouterr().err
