@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.experiment import Experiment, TrialInfo, load_experiment
+from analysis.experiment import Experiment, TrialInfo, load_experiment, lookup
 from analysis.paper_numbers import PAPER_SOURCE, paper_number
 from analysis.stats import (
     CONFIDENCE,
     SUITE_AVERAGE_LABEL,
+    ablation_table,
     best_search_configs,
     results_table,
     select_table_runs,
@@ -59,6 +60,7 @@ class Analysis:
     sources: dict[str, str]  # task -> "confirm" | "search (best trial)"
     table: pd.DataFrame  # stats.TABLE_COLUMNS
     search_best: pd.DataFrame
+    ablation: pd.DataFrame  # stats.ABLATION_COLUMNS; empty without an ablation phase
     reps: int
     seed: int
 
@@ -66,7 +68,7 @@ class Analysis:
 def analyse(experiment: Experiment, reps: int = DEFAULT_REPS, seed: int = 0) -> Analysis:
     """Summaries and tables (no files)."""
     summary = summarize_runs(experiment)
-    table_runs, sources = select_table_runs(summary)
+    table_runs, sources = select_table_runs(summary, experiment.manifest)
     table = results_table(table_runs, sources, reps=reps, seed=seed)
     return Analysis(
         experiment=experiment,
@@ -74,7 +76,8 @@ def analyse(experiment: Experiment, reps: int = DEFAULT_REPS, seed: int = 0) -> 
         table_runs=table_runs,
         sources=sources,
         table=table,
-        search_best=best_search_configs(summary),
+        search_best=best_search_configs(summary, experiment.manifest),
+        ablation=ablation_table(summary),
         reps=reps,
         seed=seed,
     )
@@ -156,20 +159,32 @@ def results_markdown(table: pd.DataFrame) -> str:
 def search_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Every search-phase trial, best first within each task."""
     search = summary[summary["phase"] == "search"]
-    columns = ["task", "trial_id", "kappa", "lambda_clip", "seed", "iterations",
+    columns = ["task", "trial_id", "kappa", "lambda_clip", "seed", "status", "iterations",
                "num_gradient_steps", "final_score", "best_score"]
     return search.sort_values(
         ["task", "final_score", "best_score"], ascending=[True, False, False], kind="stable"
     )[columns].reset_index(drop=True)
 
 
+def ablation_markdown(ablation: pd.DataFrame) -> str:
+    header = ["task", "variant", "kappa", "lambda_clip", "seeds", "final score (mean ± std)",
+              "best-of-run (mean ± std)"]
+    rows = [
+        [r["task"], r["variant"], _config_number(r["kappa"]), _config_number(r["lambda_clip"]),
+         str(r["n_seeds"]), _mean_pm(r["final_mean"], r["final_std"]),
+         _mean_pm(r["best_mean"], r["best_std"])]
+        for r in ablation.to_dict("records")
+    ]
+    return markdown_table(header, rows)
+
+
 def search_markdown(search: pd.DataFrame) -> str:
-    header = ["task", "trial", "kappa", "lambda_clip", "iterations", "gradient steps",
+    header = ["task", "trial", "kappa", "lambda_clip", "status", "iterations", "gradient steps",
               "final score", "best-of-run"]
     rows = [
         [r["task"], r["trial_id"], _config_number(r["kappa"]), _config_number(r["lambda_clip"]),
-         str(r["iterations"]), _number(r["num_gradient_steps"], 0), _number(r["final_score"]),
-         _number(r["best_score"])]
+         r["status"], str(r["iterations"]), _number(r["num_gradient_steps"], 0),
+         _number(r["final_score"]), _number(r["best_score"])]
         for r in search.to_dict("records")
     ]
     return markdown_table(header, rows)
@@ -182,10 +197,12 @@ def _evaluation_episodes(experiment: Experiment) -> str:
     recorded = experiment.results["evaluation_episodes"].dropna().unique()
     if len(recorded):
         return ", ".join(f"{v:g}" for v in sorted(recorded))
-    # Otherwise an RLlib-style config entry, where the tune command passed one.
-    for name in ("evaluation_duration", "evaluation_episodes", "eval_episodes"):
+    # Otherwise the trials' configs (the tune command's run section), where present.
+    for name in ("run/eval_episodes", "eval_episodes", "evaluation_duration"):
         values = {
-            json.dumps(params[name]) for params in experiment.params.values() if name in params
+            json.dumps(value)
+            for params in experiment.params.values()
+            if (value := lookup(params, name)) is not None
         }
         if values:
             return ", ".join(sorted(values)) + f" (config {name})"
@@ -252,13 +269,33 @@ def _best_configs_markdown(analysis: Analysis) -> str:
     )
 
 
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_compact(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    return str(value)
+
+
 def _phase_settings(manifest: dict[str, Any]) -> list[list[str]]:
+    """One row per phase setting; the per-task search state gets its own rows."""
     rows = []
     phases = manifest.get("phases")
-    if isinstance(phases, dict):
-        for phase, settings in phases.items():
-            text = json.dumps(settings, sort_keys=True) if settings is not None else "–"
-            rows.append([f"phase {phase}", f"`{text}`"])
+    if not isinstance(phases, dict):
+        return rows
+    for phase, settings in phases.items():
+        if not isinstance(settings, dict):
+            rows.append([f"{phase} phase", _compact(settings)])
+            continue
+        for key, value in settings.items():
+            if key == "tasks" and isinstance(value, dict):
+                for task, state in value.items():
+                    rows.append([f"{phase} phase: {task}", _compact(state)])
+            else:
+                rows.append([f"{phase} phase: {key}", _compact(value)])
+    options = manifest.get("options")
+    if isinstance(options, dict):
+        rows.append(["command options", _compact(options)])
     return rows
 
 
@@ -328,8 +365,15 @@ def report_markdown(analysis: Analysis, figures: dict[str, str], out_dir: Path) 
         "trial); tidy per-result data: [results.csv](results.csv).\n",
         "\n## Best configuration per task\n\n",
         "No finished trials.\n" if analysis.summary.empty else _best_configs_markdown(analysis),
-        "\n## Figures\n",
     ]
+    if len(analysis.ablation):
+        parts += [
+            "\n## Ablation\n\n",
+            "Each setting at the paper's kappa and lambda_clip, over seeds "
+            "([ablation.csv](tables/ablation.csv)).\n\n",
+            ablation_markdown(analysis.ablation),
+        ]
+    parts.append("\n## Figures\n")
     captions = {
         "learning_curves": "Learning curves of the runs in the table: mean over seeds with "
         f"its {CONFIDENCE:.0%} CI (t distribution), single seeds as thin lines, the paper's "
@@ -366,6 +410,9 @@ def _write_outputs(analysis: Analysis, target: Path, final_out: Path) -> None:
     search = search_table(analysis.summary)
     search.to_csv(tables_dir / "search.csv", index=False)
     (tables_dir / "search.md").write_text(search_markdown(search))
+    if len(analysis.ablation):
+        analysis.ablation.to_csv(tables_dir / "ablation.csv", index=False)
+        (tables_dir / "ablation.md").write_text(ablation_markdown(analysis.ablation))
 
     # Imported here: matplotlib is only needed once there is something to draw.
     from analysis import plots
@@ -376,7 +423,9 @@ def _write_outputs(analysis: Analysis, target: Path, final_out: Path) -> None:
         experiment.results, analysis.table_runs, figures_dir / "learning_curves.png"
     ):
         figures["learning_curves"] = ""
-    if plots.plot_sensitivity(analysis.summary, figures_dir / "sensitivity.png"):
+    if plots.plot_sensitivity(
+        analysis.summary, analysis.search_best, figures_dir / "sensitivity.png"
+    ):
         figures["sensitivity"] = ""
     drawn, runs_used = plots.plot_performance_profile(
         analysis.table_runs, figures_dir / "performance_profile.png",

@@ -35,11 +35,13 @@ RETURN_KEY = "evaluation/episode_return_mean"
 BEST_KEY = "evaluation/best_normalized_score"
 SUCCESS_KEY = "evaluation/success_rate"
 EPISODES_KEY = "evaluation/num_episodes"
+EVALUATIONS_KEY = "evaluation/num_evaluations"  # counts evaluations; rises when one ran
 STEPS_KEY = "num_gradient_steps"
 ITERATION_KEY = "training_iteration"
 
-# Statuses whose results are complete runs; anything else is listed in the report.
-COMPLETE_STATUSES = frozenset({"TERMINATED"})
+# Statuses whose results are complete runs (STOPPED_EARLY: a search trial that ASHA ended
+# on purpose); anything else is listed in the report and left out of tables and figures.
+COMPLETE_STATUSES = frozenset({"TERMINATED", "STOPPED_EARLY"})
 
 # The tidy table: one row per reported result.
 RESULT_COLUMNS = [
@@ -50,8 +52,10 @@ RESULT_COLUMNS = [
     "kappa",
     "lambda_clip",
     "seed",
+    "variant",
     "iteration",
     "num_gradient_steps",
+    "evaluated",
     "normalized_score",
     "episode_return_mean",
     "best_normalized_score",
@@ -77,6 +81,8 @@ class TrialInfo:
     lambda_clip: float
     seed: int | None
     status: str
+    variant: str = ""  # ablation trials: the varied setting, e.g. "T=15"
+    error: str = ""  # the tune command's one-line error, where it recorded one
     num_results: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -105,7 +111,7 @@ class Experiment:
         return self.run_dir.name
 
 
-def _lookup(result: dict[str, Any], key: str) -> Any:
+def lookup(result: dict[str, Any], key: str) -> Any:
     """A metric by its "/"-joined name: nested dicts (result.json) or flat keys (progress.csv)."""
     if key in result:
         return result[key]
@@ -157,6 +163,12 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def _variant_label(variant: Any) -> str:
+    if isinstance(variant, dict):
+        return ", ".join(f"{key}={value}" for key, value in sorted(variant.items()))
+    return "" if variant is None else str(variant)
+
+
 def _trial_from_entry(index: int, entry: Any) -> TrialInfo:
     if not isinstance(entry, dict):
         entry = {}
@@ -170,6 +182,8 @@ def _trial_from_entry(index: int, entry: Any) -> TrialInfo:
         lambda_clip=_as_float(entry.get("lambda_clip")),
         seed=_as_seed(entry.get("seed")),
         status=str(entry.get("status") or "UNKNOWN").upper(),
+        variant=_variant_label(entry.get("variant")),
+        error=str(entry.get("error") or ""),
     )
 
 
@@ -198,8 +212,18 @@ def _rows_for_trial(
     suite: str, trial: TrialInfo, results: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     rows = []
+    previous_evaluations = 0.0
     for number, result in enumerate(results, start=1):
-        iteration = _as_float(_lookup(result, ITERATION_KEY))
+        iteration = _as_float(lookup(result, ITERATION_KEY))
+        score = _as_float(lookup(result, SCORE_KEY))
+        evaluations = _as_float(lookup(result, EVALUATIONS_KEY))
+        # Results carry the last evaluation forward; a fresh one raises num_evaluations.
+        # Without that counter, every row with a score counts as evaluated.
+        if math.isnan(evaluations):
+            evaluated = not math.isnan(score)
+        else:
+            evaluated = evaluations > previous_evaluations
+            previous_evaluations = evaluations
         rows.append(
             {
                 "suite": suite,
@@ -209,14 +233,16 @@ def _rows_for_trial(
                 "kappa": trial.kappa,
                 "lambda_clip": trial.lambda_clip,
                 "seed": trial.seed,
+                "variant": trial.variant,
                 "iteration": number if math.isnan(iteration) else int(iteration),
-                "num_gradient_steps": _as_float(_lookup(result, STEPS_KEY)),
-                "normalized_score": _as_float(_lookup(result, SCORE_KEY)),
-                "episode_return_mean": _as_float(_lookup(result, RETURN_KEY)),
-                "best_normalized_score": _as_float(_lookup(result, BEST_KEY)),
-                "success_rate": _as_float(_lookup(result, SUCCESS_KEY)),
-                "evaluation_episodes": _as_float(_lookup(result, EPISODES_KEY)),
-                "time_total_s": _as_float(_lookup(result, "time_total_s")),
+                "num_gradient_steps": _as_float(lookup(result, STEPS_KEY)),
+                "evaluated": evaluated,
+                "normalized_score": score,
+                "episode_return_mean": _as_float(lookup(result, RETURN_KEY)),
+                "best_normalized_score": _as_float(lookup(result, BEST_KEY)),
+                "success_rate": _as_float(lookup(result, SUCCESS_KEY)),
+                "evaluation_episodes": _as_float(lookup(result, EPISODES_KEY)),
+                "time_total_s": _as_float(lookup(result, "time_total_s")),
             }
         )
     return rows
@@ -226,9 +252,32 @@ def _fill_from_params(trial: TrialInfo, params: dict[str, Any]) -> None:
     """Manifest fields left out are taken from the trial's own config where it has them."""
     for name in ("kappa", "lambda_clip"):
         if math.isnan(getattr(trial, name)):
-            setattr(trial, name, _as_float(_lookup(params, name)))
+            setattr(trial, name, _as_float(lookup(params, name)))
     if trial.seed is None:
-        trial.seed = _as_seed(_lookup(params, "seed"))
+        trial.seed = _as_seed(lookup(params, "seed"))
+
+
+def _read_params(trial_dir: Path, trial: TrialInfo) -> dict[str, Any] | None:
+    path = trial_dir / PARAMS_FILE
+    if not path.is_file():
+        return None
+    try:
+        params = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        trial.problems.append(f"{PARAMS_FILE} unreadable")
+        return None
+    return params if isinstance(params, dict) else None
+
+
+def _read_results(trial_dir: Path, trial: TrialInfo) -> list[dict[str, Any]]:
+    path = trial_dir / RESULT_FILE
+    if not path.is_file():
+        trial.problems.append(f"no {RESULT_FILE}")
+        return []
+    results = _read_result_lines(path, trial)
+    if not results:
+        trial.problems.append(f"{RESULT_FILE} holds no results")
+    return results
 
 
 def load_experiment(run_dir: str | Path) -> Experiment:
@@ -245,35 +294,25 @@ def load_experiment(run_dir: str | Path) -> Experiment:
         trial_dir = run_dir / trial.path if trial.path else None
         if trial_dir is None or not trial_dir.is_dir():
             trial.problems.append("trial directory missing")
-            continue
-        params_path = trial_dir / PARAMS_FILE
-        if params_path.is_file():
-            try:
-                params = json.loads(params_path.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                trial.problems.append(f"{PARAMS_FILE} unreadable")
-            else:
-                if isinstance(params, dict):
-                    all_params[trial.trial_id] = params
-                    _fill_from_params(trial, params)
-        if (trial_dir / ERROR_FILE).is_file() and trial.status == "UNKNOWN":
-            # Tune leaves error.txt behind a failed trial; trust it only where the manifest
-            # is silent, since a trial retried from its checkpoint keeps the file.
-            trial.status = "ERROR"
-        result_path = trial_dir / RESULT_FILE
-        if not result_path.is_file():
-            trial.problems.append(f"no {RESULT_FILE}")
         else:
-            results = _read_result_lines(result_path, trial)
-            if not results:
-                trial.problems.append(f"{RESULT_FILE} holds no results")
+            params = _read_params(trial_dir, trial)
+            if params is not None:
+                all_params[trial.trial_id] = params
+                _fill_from_params(trial, params)
+            if (trial_dir / ERROR_FILE).is_file() and trial.status == "UNKNOWN":
+                # Tune leaves error.txt behind a failed trial; trust it only where the
+                # manifest is silent, since a trial retried from its checkpoint keeps it.
+                trial.status = "ERROR"
+            results = _read_results(trial_dir, trial)
             trial.num_results = len(results)
             rows.extend(_rows_for_trial(suite, trial, results))
         if trial.status == "UNKNOWN" and trial.num_results:
-            # An older manifest without statuses: results on disk count as finished.
+            # A manifest without statuses: results on disk count as finished.
             trial.status = "TERMINATED"
         if trial.status not in COMPLETE_STATUSES:
-            trial.problems.append(f"status {trial.status}")
+            trial.problems.append(
+                f"status {trial.status}" + (f": {trial.error}" if trial.error else "")
+            )
     results_frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     results_frame["seed"] = results_frame["seed"].astype("Int64")
     return Experiment(

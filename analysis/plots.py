@@ -18,7 +18,7 @@ from matplotlib.ticker import FuncFormatter
 from scipy import stats as scipy_stats
 
 from analysis.paper_numbers import paper_number
-from analysis.stats import CONFIDENCE, common_run_matrix, performance_profiles
+from analysis.stats import CONFIDENCE, common_run_matrix, performance_profiles, stopped_early
 
 SCORE_LABEL = "normalised score (0 = random, 100 = expert)"
 DPI = 120
@@ -63,7 +63,8 @@ def plot_learning_curves(
     Uses the runs the tables report (the confirmation seeds). Returns False if no data.
     """
     curves = results[results["trial_id"].isin(table_runs["trial_id"])]
-    curves = curves.dropna(subset=["normalized_score"])
+    # Only fresh evaluations: the rows in between repeat the last one.
+    curves = curves[curves["evaluated"].astype(bool)].dropna(subset=["normalized_score"])
     tasks = sorted(curves["task"].unique())
     if not tasks:
         return False
@@ -132,11 +133,12 @@ def _apply_scale(ax: Axes, axis: str, values: np.ndarray, label: str) -> None:
         (ax.set_xlim if axis == "x" else ax.set_ylim)(*limits)
 
 
-def plot_sensitivity(summary: pd.DataFrame, path: Path) -> bool:
+def plot_sensitivity(summary: pd.DataFrame, best: pd.DataFrame, path: Path) -> bool:
     """Per task: search-phase trials in the (kappa, lambda_clip) plane, coloured by score.
 
     Colour is the best-of-run score; hollow markers are trials that stopped before the
-    task's longest run (ASHA), the star is the configuration with the best final score.
+    task's longest run (ASHA), the star is ``best``'s trial of the task (the best final
+    score: the configuration the confirmation phase runs).
     """
     search = summary[summary["phase"] == "search"].dropna(subset=["kappa", "lambda_clip"])
     tasks = sorted(search["task"].unique())
@@ -150,8 +152,10 @@ def plot_sensitivity(summary: pd.DataFrame, path: Path) -> bool:
     for ax, task in zip(axes, tasks, strict=True):
         trials = search[search["task"] == task]
         longest = trials["iterations"].max()
-        full = trials[trials["iterations"] == longest]
-        stopped = trials[trials["iterations"] < longest]
+        early = stopped_early(trials)
+        full, stopped = trials[~early], trials[early]
+        if full.empty:  # nothing ran the whole budget: show them all as filled markers
+            full, stopped = trials, trials.iloc[0:0]
         ax.scatter(
             full["kappa"], full["lambda_clip"], c=full["best_score"], cmap=cmap, norm=norm,
             s=60, edgecolors="black", linewidths=0.5,
@@ -161,11 +165,12 @@ def plot_sensitivity(summary: pd.DataFrame, path: Path) -> bool:
                 stopped["kappa"], stopped["lambda_clip"], s=60, facecolors="none",
                 edgecolors=cmap(norm(stopped["best_score"].to_numpy())), linewidths=1.5,
             )
-        best = full.sort_values(["final_score", "best_score"], ascending=False).iloc[0]
-        ax.scatter(
-            [best["kappa"]], [best["lambda_clip"]], marker="*", s=260, facecolors="none",
-            edgecolors="red", linewidths=1.5,
-        )
+        pick = best[best["task"] == task]
+        if len(pick):
+            ax.scatter(
+                pick["kappa"], pick["lambda_clip"], marker="*", s=260, facecolors="none",
+                edgecolors="red", linewidths=1.5,
+            )
         _apply_scale(ax, "x", trials["kappa"].to_numpy(dtype=float),
                      "kappa (constraint on the diffusion loss)")
         _apply_scale(ax, "y", trials["lambda_clip"].to_numpy(dtype=float),

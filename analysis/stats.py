@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,8 @@ SUMMARY_COLUMNS = [
     "kappa",
     "lambda_clip",
     "seed",
+    "variant",
+    "status",
     "iterations",
     "num_gradient_steps",
     "final_score",
@@ -45,13 +48,13 @@ SUMMARY_COLUMNS = [
 
 def summarize_runs(experiment: Experiment) -> pd.DataFrame:
     """One row per usable trial: final and best-of-run score (SUMMARY_COLUMNS)."""
-    usable = {t.trial_id for t in experiment.trials if t.usable}
-    results = experiment.results[experiment.results["trial_id"].isin(usable)]
+    status = {t.trial_id: t.status for t in experiment.trials if t.usable}
+    results = experiment.results[experiment.results["trial_id"].isin(status)]
     rows = []
     for trial_id, group in results.groupby("trial_id", sort=False):
         group = group.sort_values("iteration", kind="stable")
-        scores = group["normalized_score"].to_numpy(dtype=float)
-        evaluated = group.dropna(subset=["normalized_score"])
+        evaluated = group[group["evaluated"].astype(bool)].dropna(subset=["normalized_score"])
+        scores = evaluated["normalized_score"].to_numpy(dtype=float)
         last = evaluated.iloc[-1] if len(evaluated) else group.iloc[-1]
         first = group.iloc[0]
         rows.append(
@@ -63,10 +66,12 @@ def summarize_runs(experiment: Experiment) -> pd.DataFrame:
                 "kappa": first["kappa"],
                 "lambda_clip": first["lambda_clip"],
                 "seed": first["seed"],
+                "variant": first["variant"],
+                "status": status[str(trial_id)],
                 "iterations": int(group["iteration"].max()),
                 "num_gradient_steps": group["num_gradient_steps"].max(),
                 "final_score": float(last["normalized_score"]),
-                "best_score": float(np.nanmax(scores)) if np.isfinite(scores).any() else math.nan,
+                "best_score": float(np.max(scores)) if scores.size else math.nan,
                 "final_return": float(last["episode_return_mean"]),
                 "final_success_rate": float(last["success_rate"]),
             }
@@ -76,23 +81,52 @@ def summarize_runs(experiment: Experiment) -> pd.DataFrame:
     return summary
 
 
-def best_search_configs(summary: pd.DataFrame) -> pd.DataFrame:
+def _recorded_best(manifest: dict[str, Any] | None, task: str) -> str | None:
+    """The trial id the tune command chose for the confirmation phase, if it recorded one."""
+    try:
+        best = manifest["phases"]["search"]["tasks"][task]["best"]  # type: ignore[index]
+        return str(best["trial_id"])
+    except (KeyError, TypeError):
+        return None
+
+
+def best_search_configs(
+    summary: pd.DataFrame, manifest: dict[str, Any] | None = None
+) -> pd.DataFrame:
     """Per task, the search-phase trial with the highest final score.
 
-    Only trials that reached the task's longest run count where any did, so a trial that
-    ASHA stopped early is not preferred for a lucky early evaluation; ties go to the
-    higher best-of-run score.
+    The tune command's own pick (experiment.json phases.search.tasks[task].best) where it
+    recorded one; otherwise the same rule: only trials that ran the full length count
+    where any did, so a trial that ASHA stopped early is not preferred for a lucky early
+    evaluation; ties go to the higher best-of-run score.
     """
     search = summary[summary["phase"] == "search"]
     picks = []
-    for _task, group in search.groupby("task", sort=True):
-        full = group[group["iterations"] == group["iterations"].max()]
+    for task, group in search.groupby("task", sort=True):
+        recorded = group[group["trial_id"] == _recorded_best(manifest, str(task))]
+        if len(recorded):
+            picks.append(recorded.iloc[0])
+            continue
+        full = group[_ran_full_length(group)]
         ranked = full.sort_values(["final_score", "best_score"], ascending=False, kind="stable")
         picks.append(ranked.iloc[0])
     return pd.DataFrame(picks, columns=summary.columns).reset_index(drop=True)
 
 
-def select_table_runs(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+def _ran_full_length(trials: pd.DataFrame) -> pd.Series:
+    """Trials that ran the whole budget: not STOPPED_EARLY, and as long as the longest."""
+    longest = trials["iterations"] == trials["iterations"].max()
+    return longest & (trials["status"] != "STOPPED_EARLY")
+
+
+def stopped_early(trials: pd.DataFrame) -> pd.Series:
+    """The complement of ``_ran_full_length`` (ASHA-stopped search trials)."""
+    return ~_ran_full_length(trials)
+
+
+def select_table_runs(
+    summary: pd.DataFrame, manifest: dict[str, Any] | None = None
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """The runs the tables report per task, and where they came from.
 
     The confirmation phase (best config x seeds) where a task has one; otherwise the
@@ -100,8 +134,8 @@ def select_table_runs(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, st
     """
     chosen = []
     sources: dict[str, str] = {}
-    best = best_search_configs(summary).set_index("task") if len(summary) else None
-    for task, group in summary.groupby("task", sort=True):
+    best = best_search_configs(summary, manifest).set_index("task") if len(summary) else None
+    for task, group in summary[summary["phase"] != "ablation"].groupby("task", sort=True):
         confirm = group[group["phase"] == "confirm"]
         if len(confirm):
             chosen.append(confirm)
@@ -311,3 +345,32 @@ def performance_profiles(
     library, _ = import_rliable()
     with _seeded_numpy_global(seed), np.errstate(all="ignore"):
         return library.create_performance_profile(score_matrices, tau_list, reps=reps)
+
+
+ABLATION_COLUMNS = [
+    "task", "variant", "kappa", "lambda_clip", "n_seeds",
+    "final_mean", "final_std", "best_mean", "best_std",
+]
+
+
+def ablation_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Ablation phase: per task and varied setting, final and best-of-run mean +- std."""
+    ablation = summary[summary["phase"] == "ablation"]
+    rows = []
+    for (task, variant), group in ablation.groupby(["task", "variant"], sort=True):
+        final_mean, final_std = mean_std(group["final_score"])
+        best_mean, best_std = mean_std(group["best_score"])
+        rows.append(
+            {
+                "task": task,
+                "variant": variant,
+                "kappa": _config_value(group["kappa"]),
+                "lambda_clip": _config_value(group["lambda_clip"]),
+                "n_seeds": int(group["final_score"].notna().sum()),
+                "final_mean": final_mean,
+                "final_std": final_std,
+                "best_mean": best_mean,
+                "best_std": best_std,
+            }
+        )
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)

@@ -51,8 +51,8 @@ def search_trials() -> list[FakeTrial]:
         trials += [
             FakeTrial("search", task, 0, 0.05, 0.0, [10.0, 30.0, 45.0]),
             FakeTrial("search", task, 0, 0.2, 0.3, [20.0, 40.0, 35.0]),
-            # The best single evaluation, but only one iteration long.
-            FakeTrial("search", task, 0, 1.0, 1.0, [90.0]),
+            # The best single evaluation, but ASHA stopped it after one iteration.
+            FakeTrial("search", task, 0, 1.0, 1.0, [90.0], status="STOPPED_EARLY"),
         ]
     return trials
 
@@ -225,7 +225,7 @@ def test_failed_and_missing_trials_are_reported_not_crashed_on(tmp_path: Path) -
     trials = [
         *confirm_trials(),
         FakeTrial("confirm", "hopper-medium-v2", 3, 0.05, 0.0, [99.0, 1.0], status="ERROR",
-                  write_error_file=True),
+                  write_error_file=True, error="Trial stopped: learners/critic_loss became nan."),
         FakeTrial("confirm", "hopper-medium-v2", 4, 0.05, 0.0, [], write_results=False),
         FakeTrial("confirm", "pointmaze-umaze", 3, 0.1, 0.3, [], write_dir=False,
                   status="PENDING"),
@@ -244,7 +244,7 @@ def test_failed_and_missing_trials_are_reported_not_crashed_on(tmp_path: Path) -
     assert len(results[results["seed"] == 3]) == 2  # the failed run's results are kept here
     report = (run_dir / "analysis" / "report.md").read_text()
     section = report.split("## Missing or failed trials", 1)[1]
-    assert "status ERROR" in section
+    assert "status ERROR: Trial stopped: learners/critic_loss became nan." in section
     assert "no result.json" in section
     assert "trial directory missing" in section
     assert "1 unreadable line(s)" in section
@@ -307,8 +307,10 @@ def test_fake_experiment_writes_tune_format(experiment_dir: Path) -> None:
     manifest = json.loads((experiment_dir / "experiment.json").read_text())
     assert manifest["format_version"] == 1
     entry = manifest["trials"][0]
-    assert set(entry) == {"phase", "task", "trial_id", "path", "kappa", "lambda_clip", "seed",
-                          "status"}
+    # The contract's keys (docs/interfaces.md) plus what the tune command adds.
+    assert {"phase", "task", "trial_id", "path", "kappa", "lambda_clip", "seed",
+            "status"} <= set(entry)
+    assert entry["path"] == f"search-hopper-medium-v2/search_{entry['trial_id']}"
     trial_dir = experiment_dir / entry["path"]
     lines = (trial_dir / "result.json").read_text().splitlines()
     first = json.loads(lines[0])
@@ -326,3 +328,58 @@ def test_analysis_does_not_import_ray() -> None:
         "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_stopped_early_search_trials_are_not_problems(experiment_dir: Path) -> None:
+    experiment = load_experiment(experiment_dir)
+    stopped = [t for t in experiment.trials if t.status == "STOPPED_EARLY"]
+    assert len(stopped) == 2 and all(t.usable and not t.problems for t in stopped)
+
+
+def test_only_fresh_evaluations_count_between_carried_forward_results(tmp_path: Path) -> None:
+    # Evaluations every 2 iterations: scores 30 (it. 2), 80 (it. 4), 50 (it. 6); the odd
+    # iterations carry the last one forward, iteration 1 has NaN.
+    trial = FakeTrial("confirm", "pointmaze-umaze", 1, 0.1, 0.3, [30.0, 80.0, 50.0],
+                      eval_interval=2)
+    run_dir = write_fake_experiment(tmp_path / "exp", [trial])
+    experiment = load_experiment(run_dir)
+    results = experiment.results.set_index("iteration")
+    assert len(results) == 6
+    assert list(results["evaluated"]) == [False, True, False, True, False, True]
+    assert math.isnan(results.loc[1, "normalized_score"])
+    assert results.loc[3, "normalized_score"] == 30.0  # carried forward
+    run = summarize_runs(experiment).iloc[0]
+    assert (run["final_score"], run["best_score"], run["iterations"]) == (50.0, 80.0, 6)
+
+
+def test_the_tune_commands_recorded_best_trial_is_used(tmp_path: Path) -> None:
+    run_dir = write_fake_experiment(tmp_path / "exp", search_trials())
+    manifest = json.loads((run_dir / "experiment.json").read_text())
+    # Pretend the tune command picked the kappa=0.2 trial for pointmaze-umaze.
+    chosen = next(t for t in manifest["trials"]
+                  if t["task"] == "pointmaze-umaze" and t["kappa"] == 0.2)
+    manifest["phases"]["search"]["tasks"]["pointmaze-umaze"]["best"] = {
+        k: chosen[k] for k in ("trial_id", "path", "kappa", "lambda_clip", "score")
+    }
+    (run_dir / "experiment.json").write_text(json.dumps(manifest))
+    analysis = aggregate_module.analyse(load_experiment(run_dir), reps=REPS)
+    best = analysis.search_best.set_index("task")
+    assert best.loc["pointmaze-umaze", "kappa"] == 0.2
+    assert best.loc["hopper-medium-v2", "kappa"] == 0.05  # recorded best = the rule's pick
+
+
+def test_ablation_phase_gets_its_own_table(tmp_path: Path) -> None:
+    trials = [
+        FakeTrial("ablation", "pointmaze-umaze", seed, 0.1, 0.3, scores, variant={"T": t})
+        for t, runs in ((5, {1: [10.0, 20.0], 2: [30.0, 40.0]}), (15, {1: [50.0, 5.0]}))
+        for seed, scores in runs.items()
+    ]
+    run_dir = write_fake_experiment(tmp_path / "exp", trials)
+    analysis = aggregate(run_dir, reps=REPS)
+    ablation = analysis.ablation.set_index("variant")
+    assert ablation.loc["T=5", "final_mean"] == pytest.approx(30.0)  # (20 + 40) / 2
+    assert ablation.loc["T=5", "final_std"] == pytest.approx(math.sqrt(200.0))
+    assert ablation.loc["T=15", "best_mean"] == pytest.approx(50.0)
+    assert ablation.loc["T=15", "final_mean"] == pytest.approx(5.0)
+    assert (run_dir / "analysis" / "tables" / "ablation.csv").is_file()
+    assert "## Ablation" in (run_dir / "analysis" / "report.md").read_text()
