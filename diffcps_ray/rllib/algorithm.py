@@ -67,6 +67,11 @@ class DiffCPS(Algorithm):
         # One Ray Data iterator per learner (the first update materialises them).
         self._data_iterators = self.offline_data.learner_iterators(len(self.learner_group))
 
+    @property
+    def num_gradient_steps(self) -> int:
+        """Gradient steps taken so far (each learner takes them in lockstep)."""
+        return self._num_gradient_steps
+
     # --- training ------------------------------------------------------------------------
 
     def training_step(self) -> None:

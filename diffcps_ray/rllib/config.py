@@ -67,6 +67,10 @@ class DiffCPSConfig(AlgorithmConfig):
 
         self.offline_data_class = DiffCPSOfflineData
         self.num_learners = 0
+        # Exactly one training_step (= one batch of gradient steps) per train() call.
+        self.min_time_s_per_iteration = None
+        self.min_train_timesteps_per_iteration = 0
+        self.min_sample_timesteps_per_iteration = 0
 
     # --- builder methods -----------------------------------------------------------------
 

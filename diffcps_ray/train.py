@@ -1,0 +1,283 @@
+"""``python -m diffcps_ray.train``: one DiffCPS run through RLlib.
+
+    python -m diffcps_ray.train --task TASK --data-root DATA_ROOT --out DIR
+        [--iterations N] [--set key=value ...] [--seed S] [--num-learners N]
+
+One iteration is ``gradient_steps_per_iteration`` gradient steps (default 1000, one of
+the authors' epochs); the policy is evaluated in the task's simulator every
+``eval_interval`` iterations and once more at the end if the last iteration was not an
+evaluation iteration. Writes an RLlib checkpoint to DIR/checkpoint, one JSON line per
+iteration to DIR/progress.jsonl and DIR/summary.json (task, settings, final_score and
+best_score, both D4RL-normalised: the paper reports the best, the last is the honest one).
+
+``--set`` takes any DiffCPSSettings field (kappa, lambda_clip, batch_size, ...) and
+gradient_steps_per_iteration, eval_interval, eval_episodes, eval_num_envs, eval_seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from diffcps_ray.cli import run_main
+from diffcps_ray.errors import ConfigError, DiffCPSError
+from diffcps_ray.runtime import set_torch_threads, thread_env
+
+RUN_SETTINGS = ("gradient_steps_per_iteration", "eval_interval", "eval_num_envs", "eval_seed")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one sentence (run_main prints it, exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message} (see --help).")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m diffcps_ray.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--task", required=True, help="task name, e.g. hopper-medium-v2")
+    parser.add_argument("--data-root", required=True, type=Path, help="DATA_ROOT with <task>/")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--iterations", type=_positive, default=None,
+                        help="training iterations (default: the task's epochs, "
+                             "2000 locomotion / 1000 AntMaze)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="a DiffCPS or run setting (repeatable)")
+    parser.add_argument("--seed", type=_non_negative, default=0)
+    parser.add_argument("--num-learners", type=_non_negative, default=0,
+                        help="0: one learner in this process (default); N: N learner actors")
+    parser.add_argument("--gpus-per-learner", type=float, default=0.0)
+    parser.add_argument("--address", default=None, help="an existing Ray cluster to join")
+    parser.add_argument("--threads", type=_positive, default=1,
+                        help="torch threads per process (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+    return parser
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: int, float, true/false, none, else the string itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings to a dict; unknown keys raise ConfigError with a suggestion."""
+    from diffcps_ray.rllib.config import DIFFCPS_FIELDS
+
+    known = (*DIFFCPS_FIELDS, *RUN_SETTINGS)
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}.")
+        if key not in known or key == "extra":
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"--set {key}: no such setting{hint}.")
+        overrides[key] = parse_value(value)
+    return overrides
+
+
+def make_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
+    from diffcps_ray.rllib.config import DiffCPSConfig
+
+    run = {key: overrides.pop(key) for key in list(overrides) if key in RUN_SETTINGS}
+    config = (
+        DiffCPSConfig()
+        .environment(task=args.task)
+        .offline_data(data_root=str(args.data_root))
+        .training(**overrides)
+        .evaluation(**{k: v for k, v in run.items() if k != "gradient_steps_per_iteration"})
+        .learners(num_learners=args.num_learners, num_gpus_per_learner=args.gpus_per_learner)
+        .debugging(seed=args.seed, log_level="ERROR")
+    )
+    if "gradient_steps_per_iteration" in run:
+        config.training(gradient_steps_per_iteration=run["gradient_steps_per_iteration"])
+    return config
+
+
+def _quiet_ray_logs() -> None:
+    for name in ("ray", "ray.data", "ray.rllib", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
+def init_ray(address: str | None, threads: int) -> bool:
+    """Start (or join) Ray; True when this process started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": thread_env(threads)}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        # Two logical CPUs more than cores: Ray Data's read tasks must fit beside the
+        # learner(s), or a 2-core machine deadlocks (rllib-notes.md).
+        ray.init(num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False,
+                 log_to_driver=False, runtime_env=runtime_env)
+    return True
+
+
+def _progress_line(result: dict[str, Any], iterations: int) -> str:
+    learner = result.get("learners", {}).get("default_policy", {})
+    evaluation = result.get("evaluation", {})
+    parts = [
+        f"iter {result['training_iteration']}/{iterations}",
+        f"steps {result['num_gradient_steps']}",
+        f"critic {learner.get('critic_loss', math.nan):.4g}",
+        f"L_c {learner.get('diffusion_loss', math.nan):.4g}",
+        f"lambda {learner.get('lambda', math.nan):.3g}",
+        f"Q {learner.get('q_mean', math.nan):.4g}",
+        f"{learner.get('steps_per_s', math.nan):.1f} steps/s",
+    ]
+    score = evaluation.get("normalized_score", math.nan)
+    if not math.isnan(score):
+        parts.append(f"score {score:.1f} (best {evaluation['best_normalized_score']:.1f})")
+    return "  ".join(parts)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the training; return the summary (also written to OUT/summary.json)."""
+    _quiet_ray_logs()
+    overrides = parse_overrides(args.overrides)
+    config = make_config(args, overrides)
+    # Validate before starting Ray: bad settings and missing data fail in a second.
+    try:
+        config.validate()
+    except DiffCPSError:
+        raise
+    except ValueError as error:  # RLlib's own checks: keep their first sentence
+        raise ConfigError(str(error).splitlines()[0]) from None
+    settings = config.get_diffcps_settings()
+    iterations = args.iterations or int(settings.num_epochs)
+    out = args.out.expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"Cannot create {out}: {error.strerror or error}.") from None
+
+    started_ray = init_ray(args.address, args.threads)
+    algo = None
+    start = time.perf_counter()
+    try:
+        algo = config.build_algo()
+        interval = config.resolved_eval_interval
+        with open(out / "progress.jsonl", "w") as progress:
+            for _ in range(iterations):
+                result = algo.train()
+                row = {
+                    "training_iteration": result["training_iteration"],
+                    "num_gradient_steps": result["num_gradient_steps"],
+                    "time_total_s": result["time_total_s"],
+                    "learner": result.get("learners", {}).get("default_policy", {}),
+                    "evaluation": result.get("evaluation", {}),
+                }
+                progress.write(json.dumps(_jsonable(row)) + "\n")
+                progress.flush()
+                if not args.quiet:
+                    print(_progress_line(result, iterations), flush=True)
+        if not interval or iterations % interval:
+            # The last iteration was not evaluated: evaluate the final weights.
+            algo.evaluate_in_simulator()
+        evaluation = algo.evaluation_metrics()
+        checkpoint = algo.save_to_path(str((out / "checkpoint").resolve()))
+        summary = {
+            "task": args.task,
+            "seed": args.seed,
+            "iterations": iterations,
+            "num_gradient_steps": algo.num_gradient_steps,
+            "final_score": evaluation["normalized_score"],
+            "best_score": evaluation["best_normalized_score"],
+            "final_return": evaluation["episode_return_mean"],
+            "final_success_rate": evaluation.get("success_rate"),
+            "num_evaluations": evaluation["num_evaluations"],
+            "eval_episodes": config.resolved_eval_episodes,
+            "settings": settings.to_dict(),
+            "run": {
+                "gradient_steps_per_iteration": config.resolved_gradient_steps,
+                "eval_interval": interval,
+                "num_learners": args.num_learners,
+            },
+            "checkpoint": str(checkpoint),
+            "time_s": time.perf_counter() - start,
+        }
+        (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+    finally:
+        if algo is not None:
+            algo.stop()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    if not args.quiet:
+        print(f"final score {summary['final_score']:.1f}, best {summary['best_score']:.1f}; "
+              f"summary in {out / 'summary.json'}", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    set_torch_threads(args.threads)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
