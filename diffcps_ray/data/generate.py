@@ -62,8 +62,8 @@ def generate_dataset(
         data = _generate_pointmaze(spec, num_transitions, seed, progress)
     else:
         data = _generate_random(spec, num_transitions, seed, progress)
-    if progress is not None:
-        progress(num_transitions, num_transitions)
+    if progress is not None and num_transitions % PROGRESS_EVERY != 0:
+        progress(num_transitions, num_transitions)  # the loop reported multiples already
     return data
 
 
