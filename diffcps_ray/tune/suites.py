@@ -399,7 +399,7 @@ def _load_ablation(raw: dict[str, Any], path: Path, base: Suite, rebased: bool) 
 # --- per-task settings (algorithm-spec.md's table lives in diffcps_ray.algorithm) -----------
 
 # Our names for the searched settings -> DiffCPSSettings field names.
-SETTINGS_FIELDS = {"kappa": "kappa", "lambda_clip": "lambda_min"}
+SETTINGS_FIELDS = {"kappa": "kappa", "lambda_clip": "lambda_clip"}
 
 
 def base_settings(task: str, overrides: dict[str, Any], where: str) -> Any:

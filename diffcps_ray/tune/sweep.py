@@ -175,7 +175,13 @@ def with_resources(trainable: Any, opts: SweepOptions) -> Any:
     )
 
 
-def run_config(name: str, store: ExperimentStore, phase: PhaseBudget, reporter: Any) -> Any:
+def run_config(
+    name: str,
+    store: ExperimentStore,
+    phase: PhaseBudget,
+    reporter: Any,
+    callbacks: list[Any] | None = None,
+) -> Any:
     from ray import tune
 
     return tune.RunConfig(
@@ -187,6 +193,7 @@ def run_config(name: str, store: ExperimentStore, phase: PhaseBudget, reporter: 
         ),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         progress_reporter=reporter,
+        callbacks=callbacks,
         verbose=1,
     )
 
@@ -304,6 +311,7 @@ class Sweep:
         resume: bool,
         trainable: Any = None,
         log=print,
+        callbacks: list[Any] | None = None,
     ) -> None:
         self.suite = suite
         self.opts = opts
@@ -311,6 +319,7 @@ class Sweep:
         self.tasks = suite.select_tasks(opts.tasks)
         self.store = ExperimentStore(opts.storage, opts.name)
         self.log = log
+        self.callbacks = callbacks  # extra Tune callbacks (tests, monitoring)
         if trainable is None:
             from diffcps_ray.tune.trainable import DiffCPSTrial
 
@@ -390,7 +399,7 @@ class Sweep:
                 ),
                 run_config=run_config(
                     phase_dir, self.store, self.budget.search,
-                    make_reporter(self.opts.num_samples),
+                    make_reporter(self.opts.num_samples), self.callbacks,
                 ),
             )
         phases["tasks"][task.name] = {
@@ -510,7 +519,8 @@ class Sweep:
                     trial_name_creator=trial_name,
                 ),
                 run_config=run_config(
-                    phase_dir, self.store, self.budget.confirm, make_reporter(len(points))
+                    phase_dir, self.store, self.budget.confirm, make_reporter(len(points)),
+                    self.callbacks,
                 ),
             )
         self.manifest["phases"][phase] = {

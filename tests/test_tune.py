@@ -1,0 +1,221 @@
+"""The sweep's configs, CLI checks, manifest and helpers (no Ray started here)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffcps_ray.algorithm.config import DiffCPSSettings
+from diffcps_ray.errors import ConfigError, MissingDataError
+from diffcps_ray.tune.manifest import ExperimentStore, new_manifest, replace_trials
+from diffcps_ray.tune.suites import (
+    SETTINGS_FIELDS,
+    SearchRange,
+    list_suites,
+    load_suite,
+)
+from diffcps_ray.tune.sweep import pick_best, searcher_seed
+from diffcps_ray.tune.trainable import first_nonfinite
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", list_suites())
+def test_every_suite_loads_and_its_paper_point_is_in_range(name: str) -> None:
+    suite = load_suite(name)
+    assert suite.tasks
+    for task in suite.tasks.values():
+        settings = DiffCPSSettings.for_task(task.name, **task.overrides)
+        for key, search_range in task.search.items():
+            assert search_range.paper == getattr(settings, SETTINGS_FIELDS[key])
+            assert search_range.low <= search_range.first_point <= search_range.high
+    for budget in suite.budgets.values():
+        assert budget.search.iterations % budget.search.eval_interval == 0
+
+
+def test_the_expected_suites_exist() -> None:
+    names = set(list_suites())
+    assert {"pointmaze", "antmaze", "locomotion"} <= names
+    assert {"ablation-T", "ablation-lambda-clip", "ablation-freq"} <= names
+
+
+@pytest.mark.parametrize("name", ["locomotion", "antmaze"])
+def test_paper_budgets_follow_the_authors_protocol(name: str) -> None:
+    """1000 steps per epoch, the epochs and evaluation episodes of the per-task table."""
+    suite = load_suite(name)
+    paper = suite.budget("paper")
+    for task in suite.tasks.values():
+        settings = DiffCPSSettings.for_task(task.name)
+        for phase in (paper.search, paper.confirm):
+            assert phase.steps_per_iteration == settings.steps_per_epoch == 1000
+            assert phase.iterations == settings.num_epochs
+            assert phase.eval_interval == settings.eval_interval_epochs == 50
+            assert phase.eval_episodes == settings.eval_episodes
+    assert paper.seeds == 5
+
+
+def test_demo_budget_trains_past_the_behaviour_with_enough_episodes() -> None:
+    """pointmaze-notes.md: ~10-12k steps to beat the behaviour; 50 episodes for +-5 noise."""
+    demo = load_suite("pointmaze").budget("demo")
+    assert demo.confirm.gradient_steps >= 12_000
+    assert demo.confirm.eval_episodes >= 50
+
+
+def test_zero_floor_runs_the_paper_zero_as_exactly_zero() -> None:
+    search_range = SearchRange("lambda_clip", 0.001, 1.0, paper=0.0, zero_floor=True)
+    assert search_range.first_point == 0.001
+    assert search_range.effective_value(0.001) == 0.0
+    assert search_range.effective_value(0.0011) == pytest.approx(0.0011)
+
+
+def test_ablation_can_be_rebased_on_the_generated_suite() -> None:
+    suite = load_suite("ablation-T", base_override="pointmaze")
+    assert suite.is_ablation and suite.base == "pointmaze"
+    assert list(suite.tasks) == ["pointmaze-umaze"]
+    assert suite.grid == {"T": [5, 15, 20]}
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+suite: NAME
+data: {source: generate}
+search:
+  kappa: {factor: 3.0}
+  lambda_clip: LAMBDA_CLIP
+tasks:
+  pointmaze-umaze: {}
+budgets:
+""" + "".join(
+    f"""  {b}:
+    transitions: 1000
+    num_samples: 2
+    grace_period: 1
+    reduction_factor: 2
+    search: {{iterations: 2, steps_per_iteration: 1, eval_interval: 1, eval_episodes: 1}}
+    confirm: {{iterations: 2, steps_per_iteration: 1, eval_interval: 1, eval_episodes: 1}}
+    seeds: 1
+"""
+    for b in ("smoke", "demo", "paper")
+)
+
+
+def _good(name: str, lambda_clip: str) -> str:
+    return GOOD.replace("NAME", name).replace("LAMBDA_CLIP", lambda_clip)
+
+
+def test_a_valid_file_loads_by_path(tmp_path: Path) -> None:
+    text = _good("mine", "{low: 0.001, high: 1.0, zero_floor: true}")
+    suite = load_suite(str(_write(tmp_path, "mine", text)))
+    assert suite.tasks["pointmaze-umaze"].search["lambda_clip"].first_point == 0.001
+
+
+@pytest.mark.parametrize(
+    ("lambda_clip", "fragment"),
+    [
+        ("{low: 0.001, high: 1.0}", "zero_floor"),  # paper 0 outside a log range
+        ("{low: 1.0, high: 0.1}", "0 < low < high"),
+        ("{low: 0.001, high: 1.0, zero_floor: true, typo: 1}", "unknown key 'typo'"),
+        ("{factor: 3.0}", "positive paper value"),
+    ],
+)
+def test_bad_ranges_fail_with_one_sentence(tmp_path: Path, lambda_clip: str, fragment: str) -> None:
+    path = _write(tmp_path, "bad", _good("bad", lambda_clip))
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")) as info:
+        load_suite(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_suite_budget_and_task_are_plain_errors() -> None:
+    with pytest.raises(ConfigError, match="Unknown suite"):
+        load_suite("no-such-suite")
+    suite = load_suite("pointmaze")
+    with pytest.raises(ConfigError, match="no budget"):
+        suite.budget("huge")
+    with pytest.raises(ConfigError, match="not in suite"):
+        suite.select_tasks(["hopper-medium-v2"])
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "diffcps_ray.tune", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_missing_d4rl_data_stops_before_ray_with_one_sentence(tmp_path: Path) -> None:
+    result = _cli(
+        "--suite", "locomotion", "--budget", "smoke", "--tasks", "hopper-medium-v2",
+        "--data-root", str(tmp_path / "data"), "--storage", str(tmp_path / "runs"),
+        home=tmp_path,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "hopper_medium-v2.hdf5" in lines[0]
+    assert "python -m diffcps_ray.data convert" in lines[0]
+    assert not (tmp_path / "runs").exists()  # stopped before Ray and before any output
+
+
+def test_bad_flag_values_are_one_sentence(tmp_path: Path) -> None:
+    result = _cli("--gpus-per-trial", "-1", home=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --gpus-per-trial must be 0 or more, got -1.0."
+    result = _cli("--suite", "nope", "--storage", str(tmp_path), home=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: Unknown suite")
+
+
+def test_missing_data_sentence_names_minari_for_antmaze(tmp_path: Path) -> None:
+    from diffcps_ray.tune.data_prep import prepare_data
+
+    suite = load_suite("antmaze")
+    with pytest.raises(MissingDataError, match="D4RL/antmaze/umaze-v1") as info:
+        prepare_data(suite, ["antmaze-umaze-v2"], tmp_path, None, log=lambda _: None)
+    assert str(info.value).count(".hdf5") >= 2  # the file it wanted and the example command
+
+
+def test_manifest_store_relative_paths_and_trial_rows(tmp_path: Path) -> None:
+    store = ExperimentStore(str(tmp_path), "exp")
+    assert not store.exists()
+    manifest = new_manifest("pointmaze", "smoke", "cmd", {"seeds": 2})
+    replace_trials(manifest, "search", "a", [{"phase": "search", "task": "a", "trial_id": "1"}])
+    replace_trials(manifest, "search", "b", [{"phase": "search", "task": "b", "trial_id": "2"}])
+    replace_trials(manifest, "search", "a", [{"phase": "search", "task": "a", "trial_id": "3"}])
+    assert [t["trial_id"] for t in manifest["trials"]] == ["2", "3"]
+    store.write_json(manifest)
+    assert store.read_json()["format_version"] == 1
+    assert store.relative(str(tmp_path / "exp" / "confirm" / "confirm_x")) == "confirm/confirm_x"
+
+
+def test_pick_best_prefers_full_length_trials() -> None:
+    rows = [
+        {"status": "STOPPED_EARLY", "score": 90.0},
+        {"status": "TERMINATED", "score": 70.0},
+        {"status": "ERROR", "score": 99.0},
+        {"status": "TERMINATED", "score": None},
+    ]
+    assert pick_best(rows)["score"] == 70.0
+    assert pick_best([{"status": "ERROR", "score": None}]) is None
+
+
+def test_first_nonfinite_names_the_flattened_metric() -> None:
+    result = {"learners": {"default_policy": {"critic_loss": 0.1, "actor_loss": math.inf}}}
+    assert first_nonfinite(result) == ("learners/default_policy/actor_loss", math.inf)
+    assert first_nonfinite({"a": {"b": 1.0}, "c": True}) is None
+
+
+def test_searcher_seed_is_stable() -> None:
+    assert searcher_seed("pointmaze", "pointmaze-umaze") == searcher_seed(
+        "pointmaze", "pointmaze-umaze"
+    )
+    assert searcher_seed("a", "x") != searcher_seed("a", "y")
