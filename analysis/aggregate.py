@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.experiment import Experiment, TrialInfo, load_experiment, lookup
-from analysis.paper_numbers import PAPER_SOURCE, paper_number
+from analysis.paper_numbers import PAPER_SOURCE, PAPER_SUITE_AVERAGE, paper_number
 from analysis.stats import (
     CONFIDENCE,
     SUITE_AVERAGE_LABEL,
@@ -232,8 +232,8 @@ def _problems_markdown(trials: list[TrialInfo]) -> str:
     ]
     intro = (
         f"{len(bad)} of {len(trials)} trial(s) had a problem. Trials without results or "
-        "whose status is not TERMINATED are left out of the tables and figures; their "
-        "reported results, if any, are still in results.csv.\n\n"
+        "whose status is neither TERMINATED nor STOPPED_EARLY are left out of the tables "
+        "and figures; their reported results, if any, are still in results.csv.\n\n"
     )
     return intro + markdown_table(
         ["phase", "task", "trial", "seed", "status", "results", "problem", "in tables"], rows
@@ -269,12 +269,19 @@ def _best_configs_markdown(analysis: Analysis) -> str:
     )
 
 
-def _compact(value: Any) -> str:
+def _compact(value: Any, nested: bool = False) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_compact(v)}" for k, v in value.items())
+        text = ", ".join(f"{k}={_compact(v, nested=True)}" for k, v in value.items())
+        return f"({text})" if nested else text
     if isinstance(value, list):
-        return "[" + ", ".join(_compact(v) for v in value) + "]"
+        return "[" + ", ".join(_compact(v, nested=True) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
     return str(value)
+
+
+# Per-task search state worth showing; the best pick has its own section.
+_SEARCH_TASK_KEYS = ("status", "paper", "ranges")
 
 
 def _phase_settings(manifest: dict[str, Any]) -> list[list[str]]:
@@ -290,7 +297,11 @@ def _phase_settings(manifest: dict[str, Any]) -> list[list[str]]:
         for key, value in settings.items():
             if key == "tasks" and isinstance(value, dict):
                 for task, state in value.items():
-                    rows.append([f"{phase} phase: {task}", _compact(state)])
+                    shown = (
+                        {k: state[k] for k in _SEARCH_TASK_KEYS if k in state}
+                        if isinstance(state, dict) else state
+                    )
+                    rows.append([f"{phase} phase: {task}", _compact(shown)])
             else:
                 rows.append([f"{phase} phase: {key}", _compact(value)])
     options = manifest.get("options")
@@ -338,9 +349,11 @@ def report_markdown(analysis: Analysis, figures: dict[str, str], out_dir: Path) 
         "paper's Table 1 reports). Mean ± sample std over seeds (ddof=1; no std for one "
         "seed). IQM = interquartile mean over runs (rliable; with fewer than 4 runs it "
         f"trims nothing and equals the mean) with a {CONFIDENCE:.0%} stratified bootstrap CI. "
-        f"The suite average is the mean of the task means (as in the paper); its std is "
+        "The suite average is the mean of the task means (as in the paper); its std is "
         "over seeds of the per-seed task average, given only when every task has the same "
-        "seeds; its IQM pools all runs of all tasks.\n\n",
+        "seeds; its IQM pools all runs of all tasks. The paper column's suite average is "
+        "the mean of the paper's numbers for these same tasks, given only when the paper "
+        "has all of them.\n\n",
     ]
     if len(analysis.table):
         parts.append(results_markdown(analysis.table))
@@ -352,7 +365,13 @@ def report_markdown(analysis: Analysis, figures: dict[str, str], out_dir: Path) 
             f"\nNo finished run, so no row: {', '.join(missing_tasks)} (see Missing or "
             "failed trials).\n"
         )
-    parts.append(f"\nPaper: {PAPER_SOURCE}; – where the paper has no such task.\n")
+    parts.append(f"\nPaper: {PAPER_SOURCE}; – where the paper has no such task.")
+    if experiment.suite in PAPER_SUITE_AVERAGE:
+        parts.append(
+            f" Table 1's own {experiment.suite} average, over all its "
+            f"{experiment.suite} tasks: {PAPER_SUITE_AVERAGE[experiment.suite]}."
+        )
+    parts.append("\n")
     if v2_antmaze:
         parts.append(
             f"The paper ran AntMaze on D4RL's v0 datasets; {', '.join(v2_antmaze)} use v2, so "
@@ -381,11 +400,14 @@ def report_markdown(analysis: Analysis, figures: dict[str, str], out_dir: Path) 
         "sensitivity": "Search phase: each trial at its (kappa, lambda_clip), coloured by its "
         "best-of-run score; hollow = stopped early by the scheduler; star = best final score.",
         "performance_profile": "Performance profile (rliable score distribution): fraction "
-        "of runs above each score, final and best-of-run, 95% stratified bootstrap bands.",
+        "of runs above each score, final and best-of-run, 95% stratified bootstrap bands; "
+        "where every task is in Table 1, the paper's task means as a dashed reference "
+        "(a fraction of tasks, since the paper gives no per-run scores).",
     }
     for name, caption in captions.items():
         if name in figures:
-            parts.append(f"\n### {name.replace('_', ' ')}\n\n{caption} {figures[name]}\n\n"
+            text = f"{caption} {figures[name]}".strip()
+            parts.append(f"\n### {name.replace('_', ' ')}\n\n{text}\n\n"
                          f"![{name}](figures/{name}.png)\n")
         else:
             parts.append(f"\n### {name.replace('_', ' ')}\n\nNot drawn: no data for it.\n")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from scipy import stats as scipy_stats
 
 from analysis.paper_numbers import paper_number
@@ -115,30 +115,56 @@ def _scale_for(values: np.ndarray) -> tuple[str, dict[str, float]]:
     return "log", {}
 
 
+def _log_ticks(values: np.ndarray) -> list[float]:
+    """1-2-5 ticks spanning the positive values (only decades when that is too many)."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    low, high = float(positive.min()), float(positive.max())
+    for multiples in ((1, 2, 5), (1, 3), (1,)):
+        ticks = [
+            m * 10.0**e
+            for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+            for m in multiples
+            if low / 1.5 <= m * 10.0**e <= high * 1.5
+        ]
+        if len(ticks) <= 7:
+            return ticks
+    return ticks
+
+
 def _apply_scale(ax: Axes, axis: str, values: np.ndarray, label: str) -> None:
+    """Scale one axis for ``values`` (all tasks' values, so every panel matches)."""
     scale, options = _scale_for(values)
     if scale == "log":
-        label += " [log scale]"
+        label += " (log)"
     elif scale == "symlog":
-        label += f" [log scale, linear below {options['linthresh']:g}]"
+        label += f" (log; linear below {options['linthresh']:.2g})"
     (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
-    if axis == "x":
-        ax.set_xscale(scale, **options)
-    else:
-        ax.set_yscale(scale, **options)
+    (ax.set_xscale if axis == "x" else ax.set_yscale)(scale, **options)
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if scale != "linear":
+        # Plain-number ticks at 1-2-5 steps: a range under two decades would otherwise get
+        # a single labelled tick, and labelled minor ticks collide.
+        ticks = _log_ticks(values)
+        if scale == "symlog":
+            ticks = [0.0, *ticks]
+        target.set_major_locator(FixedLocator(ticks))
+        target.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        target.set_minor_formatter(NullFormatter())
+    set_limits = ax.set_xlim if axis == "x" else ax.set_ylim
     if scale == "symlog":
         # Nothing is negative: start just below zero so no empty negative decade shows.
-        top = float(np.nanmax(values)) * 2
-        limits = (-0.3 * options["linthresh"], top)
-        (ax.set_xlim if axis == "x" else ax.set_ylim)(*limits)
+        set_limits(-0.3 * options["linthresh"], float(np.nanmax(values)) * 2)
+    elif scale == "log":
+        # The same limits in every panel, so positions compare across tasks.
+        set_limits(float(np.nanmin(values)) / 1.4, float(np.nanmax(values)) * 1.4)
 
 
 def plot_sensitivity(summary: pd.DataFrame, best: pd.DataFrame, path: Path) -> bool:
     """Per task: search-phase trials in the (kappa, lambda_clip) plane, coloured by score.
 
     Colour is the best-of-run score; hollow markers are trials that stopped before the
-    task's longest run (ASHA), the star is ``best``'s trial of the task (the best final
-    score: the configuration the confirmation phase runs).
+    full budget (ASHA), the star is ``best``'s trial of the task (the best final score:
+    the configuration the confirmation phase runs).
     """
     search = summary[summary["phase"] == "search"].dropna(subset=["kappa", "lambda_clip"])
     tasks = sorted(search["task"].unique())
@@ -149,49 +175,52 @@ def plot_sensitivity(summary: pd.DataFrame, best: pd.DataFrame, path: Path) -> b
     high = float(np.nanmax(search["best_score"]))
     norm = matplotlib.colors.Normalize(vmin=low, vmax=high if high > low else low + 1)
     cmap = matplotlib.colormaps["viridis"]
+    any_stopped = False
     for ax, task in zip(axes, tasks, strict=True):
         trials = search[search["task"] == task]
-        longest = trials["iterations"].max()
         early = stopped_early(trials)
         full, stopped = trials[~early], trials[early]
         if full.empty:  # nothing ran the whole budget: show them all as filled markers
             full, stopped = trials, trials.iloc[0:0]
+        any_stopped = any_stopped or len(stopped) > 0
         ax.scatter(
             full["kappa"], full["lambda_clip"], c=full["best_score"], cmap=cmap, norm=norm,
-            s=60, edgecolors="black", linewidths=0.5,
+            s=60, edgecolors="black", linewidths=0.5, zorder=3,
         )
         if len(stopped):
             ax.scatter(
                 stopped["kappa"], stopped["lambda_clip"], s=60, facecolors="none",
                 edgecolors=cmap(norm(stopped["best_score"].to_numpy())), linewidths=1.5,
+                zorder=3,
             )
         pick = best[best["task"] == task]
         if len(pick):
             ax.scatter(
-                pick["kappa"], pick["lambda_clip"], marker="*", s=260, facecolors="none",
-                edgecolors="red", linewidths=1.5,
+                pick["kappa"], pick["lambda_clip"], marker="*", s=300, facecolors="none",
+                edgecolors="red", linewidths=1.5, zorder=4,
             )
-        _apply_scale(ax, "x", trials["kappa"].to_numpy(dtype=float),
-                     "kappa (constraint on the diffusion loss)")
-        _apply_scale(ax, "y", trials["lambda_clip"].to_numpy(dtype=float),
-                     "lambda_clip (lower clamp of lambda)")
-        ax.set_title(f"{task}: {len(trials)} search trials")
-        ax.grid(alpha=0.3, which="both")
-        handles = [
-            Line2D([], [], ls="", marker="o", color="grey", markeredgecolor="black",
-                   label=f"ran {longest} iterations"),
-            Line2D([], [], ls="", marker="*", markersize=14, markerfacecolor="none",
-                   markeredgecolor="red", label="best final score"),
-        ]
-        if len(stopped):
-            handles.insert(1, Line2D([], [], ls="", marker="o", markerfacecolor="none",
-                                     markeredgecolor="grey", label="stopped early (ASHA)"))
-        ax.legend(handles=handles, fontsize="small", loc="best")
+        _apply_scale(ax, "x", search["kappa"].to_numpy(dtype=float), "kappa")
+        _apply_scale(ax, "y", search["lambda_clip"].to_numpy(dtype=float), "lambda_clip")
+        ax.set_title(f"{task} ({len(trials)} trials)")
+        ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], ls="", marker="o", color="grey", markeredgecolor="black",
+               label="ran the full search budget"),
+        Line2D([], [], ls="", marker="*", markersize=14, markerfacecolor="none",
+               markeredgecolor="red", label="chosen: best final score"),
+    ]
+    if any_stopped:
+        handles.insert(1, Line2D([], [], ls="", marker="o", markerfacecolor="none",
+                                 markeredgecolor="grey", label="stopped early by ASHA"))
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     figure.colorbar(
         matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes,
         label="best-of-run normalised score",
     )
-    figure.suptitle("Search phase: sensitivity to kappa and lambda_clip")
+    figure.suptitle(
+        "Search phase: score over kappa (diffusion-loss constraint) and lambda_clip "
+        "(lower clamp of the Lagrange multiplier)"
+    )
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return True
@@ -217,6 +246,12 @@ def plot_performance_profile(
     for colour, label in (("C0", "best-of-run"), ("C1", "final")):
         ax.plot(tau, profiles[label], color=colour, lw=2, label=f"DiffCPS, {label} score")
         ax.fill_between(tau, cis[label][0], cis[label][1], color=colour, alpha=0.2)
+    papers = [paper_number(task) for task in tasks]
+    if all(p is not None for p in papers):
+        # Table 1 has only per-task means: a profile over tasks, not runs, for reference.
+        means = np.array([p.mean for p in papers if p is not None])
+        ax.plot(tau, (means[None, :] > tau[:, None]).mean(axis=1), color="grey", ls="--",
+                lw=1.5, label="paper Table 1 (task means: fraction of tasks)")
     ax.set_xlabel(r"normalised score $\tau$")
     ax.set_ylabel(r"fraction of runs with score > $\tau$")
     ax.set_ylim(-0.02, 1.02)
