@@ -383,3 +383,22 @@ def test_ablation_phase_gets_its_own_table(tmp_path: Path) -> None:
     assert ablation.loc["T=15", "final_mean"] == pytest.approx(5.0)
     assert (run_dir / "analysis" / "tables" / "ablation.csv").is_file()
     assert "## Ablation" in (run_dir / "analysis" / "report.md").read_text()
+
+
+def test_experiments_with_nothing_finished_still_get_a_report(tmp_path: Path) -> None:
+    # The tune command writes experiment.json before any trial has finished.
+    empty = write_fake_experiment(tmp_path / "empty", [])
+    assert aggregate(empty, reps=REPS).table.empty
+    assert "no table" in (empty / "analysis" / "report.md").read_text()
+
+    failed = write_fake_experiment(
+        tmp_path / "failed",
+        [FakeTrial("search", "pointmaze-umaze", 0, 0.1, 0.3, [1.0], status="ERROR",
+                   error="Trial stopped: boom.")],
+    )
+    analysis = aggregate(failed, reps=REPS)
+    assert analysis.table.empty and analysis.summary.empty
+    report = (failed / "analysis" / "report.md").read_text()
+    assert "No finished run, so no row: pointmaze-umaze" in report
+    assert "Trial stopped: boom." in report
+    assert len(pd.read_csv(failed / "analysis" / "results.csv")) == 1
