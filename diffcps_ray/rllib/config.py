@@ -272,3 +272,20 @@ class DiffCPSConfig(AlgorithmConfig):
             SETTINGS_KEY: dataclasses.asdict(self.get_diffcps_settings()),
             SEED_KEY: 0 if self.seed is None else int(self.seed),
         }
+
+
+def register_task_env(task: str) -> str:
+    """Register ``task``'s simulator with RLlib under ``diffcps/<task>``; return that name.
+
+    Only needed to act with RLlib's own env runners
+    (``config.environment(register_task_env(task), task=task)``); DiffCPS's evaluation
+    steps the simulators itself.
+    """
+    from ray.tune.registry import register_env
+
+    from diffcps_ray.envs.tasks import get_task
+
+    spec = get_task(task)
+    name = f"diffcps/{spec.name}"
+    register_env(name, lambda env_config: spec.make_env(seed=env_config.get("seed")))
+    return name

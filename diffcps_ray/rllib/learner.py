@@ -23,7 +23,6 @@ import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.learner.training_data import TrainingData
-from ray.rllib.utils.metrics import ALL_MODULES
 
 from diffcps_ray.algorithm.buffer import TransitionBuffer
 from diffcps_ray.data import shards
@@ -153,8 +152,7 @@ class DiffCPSTorchLearner(TorchLearner):
                          else data_iterators)
             if not iterators:
                 raise ValueError("The first DiffCPS learner update needs a data iterator.")
-            self.metrics.log_value((ALL_MODULES, DATASET_ROWS), self.load_data(iterators[0]),
-                                   window=1)
+            self.load_data(iterators[0])
         steps = int(num_gradient_steps or self.config.resolved_gradient_steps)
         self._weights_seq_no += 1
         self._run_steps(steps)
@@ -193,6 +191,7 @@ class DiffCPSTorchLearner(TorchLearner):
             value = final if name.startswith("lambda") else mean
             self.metrics.log_value((mid, name), float(value), window=1)
         self.metrics.log_value((mid, NUM_GRADIENT_STEPS), int(self.agent.num_steps), window=1)
+        self.metrics.log_value((mid, DATASET_ROWS), self.num_rows, window=1)
         self.metrics.log_value((mid, STEPS_PER_SECOND), steps / max(elapsed, 1e-9), window=1)
         self.metrics.log_value(
             (mid, SAMPLE_TIME_FRACTION), sample_time / max(elapsed, 1e-9), window=1

@@ -1,0 +1,170 @@
+"""The DiffCPS RLlib Algorithm end to end on real shards (tiny step counts, few episodes):
+metrics and evaluation keys, checkpoint restore continuing with the same losses, a
+converted D4RL locomotion file, disjoint data splits and a two-learner run."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from diffcps_ray.data.generate import generate_dataset
+from diffcps_ray.data.shards import materialize, read_dataset, write_shards
+from diffcps_ray.rllib import DiffCPS, DiffCPSConfig
+from diffcps_ray.rllib.offline_data import split_for_learners
+
+POINTMAZE = "pointmaze-umaze"
+HOPPER = "hopper-medium-v2"
+LEARNER_KEYS = ("critic_loss", "diffusion_loss", "actor_loss", "q_loss", "lambda",
+                "lambda_clamped", "q_mean", "steps_per_s", "sample_time_fraction",
+                "num_gradient_steps", "dataset_rows")  # fmt: skip
+EVAL_KEYS = ("normalized_score", "episode_return_mean", "best_normalized_score")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pointmaze_root(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("rllib-pointmaze")
+    write_shards(generate_dataset(POINTMAZE, 1200, seed=0), POINTMAZE, root, "generated",
+                 rows_per_shard=400)
+    return root
+
+
+@pytest.fixture(scope="module")
+def hopper_root(tmp_path_factory: pytest.TempPathFactory):
+    """A D4RL-format hopper file (real Hopper-v5 rollouts) converted by the data CLI."""
+    from diffcps_ray.data.__main__ import main as data_main
+    from tests.test_data_formats import hopper_episodes, write_d4rl_locomotion
+
+    tmp = tmp_path_factory.mktemp("rllib-hopper")
+    hdf5 = write_d4rl_locomotion(tmp / "hopper_medium-v2.hdf5", hopper_episodes())
+    assert data_main(["convert", "--d4rl", str(hdf5), "--task", HOPPER, "--out",
+                      str(tmp / "data")]) == 0
+    return tmp / "data"
+
+
+def small_config(task: str, root, **training) -> DiffCPSConfig:
+    return (
+        DiffCPSConfig()
+        .environment(task=task)
+        .offline_data(data_root=root)
+        .training(gradient_steps_per_iteration=6, batch_size=32, **training)
+        .evaluation(eval_interval=2, eval_episodes=2, eval_num_envs=2)
+        .debugging(seed=7)
+    )
+
+
+def learner_metrics(result: dict) -> dict[str, float]:
+    return result["learners"]["default_policy"]
+
+
+def test_train_metrics_evaluation_and_checkpoint_restore(ray_session, pointmaze_root, tmp_path):
+    algo = small_config(POINTMAZE, pointmaze_root).build_algo()
+    try:
+        first = algo.train()
+        # Before the first evaluation the keys exist (NaN), so Tune always finds them.
+        assert set(EVAL_KEYS) | {"success_rate"} <= set(first["evaluation"])
+        assert math.isnan(first["evaluation"]["normalized_score"])
+        second = algo.train()
+        for result in (first, second):
+            metrics = learner_metrics(result)
+            for key in LEARNER_KEYS:
+                assert math.isfinite(metrics[key]), key
+        assert first["num_gradient_steps"] == 6 and second["num_gradient_steps"] == 12
+        assert learner_metrics(second)["num_gradient_steps"] == 12
+        assert learner_metrics(second)["dataset_rows"] == 1200
+        evaluation = second["evaluation"]
+        for key in (*EVAL_KEYS, "success_rate"):
+            assert math.isfinite(evaluation[key]), key
+        assert evaluation["num_evaluations"] == 1
+        assert 0.0 <= evaluation["success_rate"] <= 1.0
+
+        checkpoint = algo.save_to_path(str(tmp_path / "checkpoint"))
+        uninterrupted = [learner_metrics(algo.train()) for _ in range(2)]
+        carried = algo.train()["evaluation"]  # iteration 5: no evaluation, carried forward
+        assert carried["normalized_score"] == algo.evaluation_metrics()["normalized_score"]
+    finally:
+        algo.stop()
+
+    restored = DiffCPS.from_checkpoint(checkpoint)
+    try:
+        assert restored.num_gradient_steps == 12
+        resumed = [learner_metrics(restored.train()) for _ in range(2)]
+        assert restored.num_gradient_steps == 24
+        assert restored.evaluation_metrics()["best_normalized_score"] == pytest.approx(
+            max(evaluation["best_normalized_score"],
+                restored.evaluation_metrics()["normalized_score"])
+        )
+    finally:
+        restored.stop()
+    for expected, actual in zip(uninterrupted, resumed, strict=True):
+        for key in ("critic_loss", "diffusion_loss", "actor_loss", "q_loss", "lambda", "q_mean"):
+            assert actual[key] == expected[key], key
+
+
+def test_converted_d4rl_locomotion_file(ray_session, hopper_root):
+    config = small_config(HOPPER, hopper_root).evaluation(eval_interval=1, eval_episodes=2)
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+    finally:
+        algo.stop()
+    assert result["num_gradient_steps"] == 6
+    assert all(math.isfinite(learner_metrics(result)[k]) for k in LEARNER_KEYS)
+    assert math.isfinite(result["evaluation"]["normalized_score"])
+    assert "success_rate" not in result["evaluation"]  # not a goal task
+
+
+def test_streaming_split_gives_learners_disjoint_shares(ray_session, pointmaze_root):
+    dataset = read_dataset(pointmaze_root / POINTMAZE)
+    iterators = split_for_learners(dataset, 2)
+    shares: list[dict[str, torch.Tensor] | None] = [None, None]
+
+    def consume(index: int) -> None:  # streaming_split shares are read concurrently
+        shares[index] = materialize(iterators[index], columns=("eps_id", "t"))
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    keys = [
+        {(int(e), int(t)) for e, t in zip(share["eps_id"], share["t"], strict=True)}
+        for share in shares
+    ]
+    assert len(keys[0]) == len(keys[1]) == 600
+    assert not keys[0] & keys[1]
+    everything = materialize(dataset, columns=("eps_id", "t"))
+    assert keys[0] | keys[1] == {
+        (int(e), int(t)) for e, t in zip(everything["eps_id"], everything["t"], strict=True)
+    }
+
+
+def test_two_learners_train_in_lockstep_on_disjoint_halves(ray_session, pointmaze_root):
+    config = small_config(POINTMAZE, pointmaze_root).learners(num_learners=2)
+    config.training(gradient_steps_per_iteration=3).evaluation(eval_interval=1, eval_episodes=1)
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+        states = [
+            r.get()
+            for r in algo.learner_group.foreach_learner(
+                lambda learner: (
+                    learner.num_rows,
+                    torch.cat([p.detach().reshape(-1) for p in learner.agent.actor.parameters()]),
+                    float(learner.agent.lambda_param.detach()),
+                )
+            )
+        ]
+    finally:
+        algo.stop()
+    assert [rows for rows, _, _ in states] == [600, 600]
+    # Averaged gradients: both learners hold the same weights after their steps.
+    torch.testing.assert_close(states[0][1], states[1][1], rtol=0, atol=0)
+    assert states[0][2] == states[1][2]
+    assert result["num_gradient_steps"] == 3
+    assert np.isfinite(result["evaluation"]["normalized_score"])
