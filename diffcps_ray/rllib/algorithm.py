@@ -127,6 +127,11 @@ class DiffCPS(Algorithm):
         self._last_eval = {key: float(value) for key, value in result.items()}
         return dict(self._last_eval)
 
+    def evaluate(self, parallel_train_future: Any = None) -> dict[str, Any]:
+        """Algorithm.evaluate: the simulator evaluation (there are no eval env runners)."""
+        self.evaluate_in_simulator()
+        return {EVALUATION_RESULTS: self.evaluation_metrics()}
+
     def evaluation_metrics(self) -> dict[str, float]:
         """The last evaluation (NaN before the first) plus the best score so far."""
         metrics = {NORMALIZED_SCORE: math.nan, EPISODE_RETURN_MEAN: math.nan}

@@ -7,9 +7,9 @@ method: critic step, actor and lambda steps every ``freq`` steps, per-step Polya
 (RLlib's ``after_gradient_based_update`` runs once per update call, so these cannot live
 there). The RLlib overhead (remote call, metrics reduce) is paid once per iteration.
 
-With several learners, each optimiser's gradients are averaged across learners right
-before the optimiser steps (a step pre-hook doing a torch.distributed all-reduce), since
-RLlib's DDP wrapper only acts through its own forward/compute_gradients path.
+With several learners, every gradient is averaged across learners (a torch.distributed
+all-reduce in a per-parameter post-accumulate hook, so before clipping), since RLlib's
+DDP wrapper only acts through its own forward/compute_gradients path.
 """
 
 from __future__ import annotations
@@ -80,6 +80,15 @@ class DiffCPSTorchLearner(TorchLearner):
     # --- multi-learner gradient averaging ------------------------------------------------
 
     def _install_gradient_averaging(self) -> None:
+        """Average every gradient across learners as soon as backward has produced it.
+
+        A post-accumulate hook per parameter all-reduces its gradient during backward,
+        i.e. before the agent clips the gradient norm and steps its optimiser: each step
+        uses the gradient of the mean loss over all learners' minibatches, as DDP would.
+        Collectives match across learners because every learner's agent has the same seed
+        (same coin flips and noise draws, same actor/lambda schedule); only the data
+        shards differ.
+        """
         import torch.distributed as dist
 
         if not dist.is_available() or not dist.is_initialized():
@@ -92,23 +101,14 @@ class DiffCPSTorchLearner(TorchLearner):
         for tensor in _module_tensors(self._unwrapped()):
             dist.broadcast(tensor.data, src=0)
 
-        def average_gradients(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-            grads = []
-            for group in optimizer.param_groups:
-                for param in group["params"]:
-                    if param.grad is None:
-                        param.grad = torch.zeros_like(param)
-                    grads.append(param.grad)
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce(flat)
-            flat /= world
-            offset = 0
-            for g in grads:
-                g.copy_(flat[offset:offset + g.numel()].view_as(g))
-                offset += g.numel()
+        def average(param: torch.Tensor) -> None:
+            dist.all_reduce(param.grad)
+            param.grad.div_(world)
 
         for optimizer in _agent_optimizers(self.agent).values():
-            self._grad_hooks.append(optimizer.register_step_pre_hook(average_gradients))
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    self._grad_hooks.append(param.register_post_accumulate_grad_hook(average))
 
     # --- data ----------------------------------------------------------------------------
 
