@@ -10,8 +10,13 @@ takes the task's default from the spec's per-task table (``DiffCPSSettings.for_t
         .training(kappa=0.04, lambda_clip=0.1, gradient_steps_per_iteration=1000)
         .evaluation(eval_interval=50, eval_episodes=10)
 
-is hopper's table row with kappa and lambda_clip changed. Fields whose names RLlib's
-AlgorithmConfig already uses (e.g. ``gamma``, ``lr``) are DiffCPS's meaning here.
+is hopper's table row with kappa and lambda_clip changed. ``gamma`` is DiffCPS's field
+here (RLlib's own learners are not used); learning rates are ``actor_lr``, ``critic_lr``
+and ``lambda_lr`` (RLlib's ``lr`` is ignored).
+
+``batch_size`` is per learner: with ``num_learners=N`` each learner draws ``batch_size``
+rows from its own disjoint share and gradients are averaged, so one gradient step sees
+``N * batch_size`` rows (set ``batch_size=256 // N`` to keep the paper's 256).
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from diffcps_ray.errors import ConfigError
 
 # The DiffCPS fields, read off the dataclass (never retyped here).
 DIFFCPS_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DiffCPSSettings))
-
 
 
 class DiffCPSConfig(AlgorithmConfig):
@@ -215,16 +219,12 @@ class DiffCPSConfig(AlgorithmConfig):
         from diffcps_ray.data import shards
 
         manifest = shards.read_manifest(path)
-        if manifest.task != spec.name and (manifest.obs_dim, manifest.act_dim) != (
-            spec.obs_dim, spec.act_dim):
+        if (manifest.obs_dim, manifest.act_dim) != (spec.obs_dim, spec.act_dim):
+            # (Same dims but another task name is allowed: e.g. AntMaze v0 vs v2 data.)
             raise ConfigError(
                 f"{path} holds data for {manifest.task!r} ({manifest.obs_dim}-dim observations,"
-                f" {manifest.act_dim}-dim actions), not for task {spec.name!r}."
-            )
-        if (manifest.obs_dim, manifest.act_dim) != (spec.obs_dim, spec.act_dim):
-            raise ConfigError(
-                f"{path} has {manifest.obs_dim}-dim observations and {manifest.act_dim}-dim "
-                f"actions, but task {spec.name!r} has {spec.obs_dim} and {spec.act_dim}."
+                f" {manifest.act_dim}-dim actions), not for task {spec.name!r} "
+                f"({spec.obs_dim} and {spec.act_dim})."
             )
         if self.gradient_steps_per_iteration is not None:
             self._check_positive_int("gradient_steps_per_iteration",

@@ -52,7 +52,7 @@ class DiffCPSTorchLearner(TorchLearner):
         if self.config.num_learners > 1:
             self._install_gradient_averaging()
 
-    # --- optimisers: the agent's own, registered so RLlib sees and checkpoints them -------
+    # --- optimisers: the agent's own, registered with RLlib (state kept in the agent's) ---
 
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         module = self._unwrapped(module_id)
