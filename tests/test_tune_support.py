@@ -93,3 +93,52 @@ def with_run_options(trainable: type, **options: Any) -> type:
             return super().build_algorithm(config)
 
     return Configured
+
+
+def tiny_suite(iterations: int = 2, steps: int = 5) -> Any:
+    """The pointmaze suite with a smoke budget of ``iterations`` x ``steps`` per trial."""
+    import dataclasses
+
+    from diffcps_ray.tune.suites import PhaseBudget, load_suite
+
+    suite = load_suite("pointmaze")
+    phase = PhaseBudget(iterations=iterations, steps_per_iteration=steps, eval_interval=1,
+                        eval_episodes=1)
+    budget = dataclasses.replace(
+        suite.budgets["smoke"], search=phase, confirm=phase, grace_period=1, reduction_factor=2
+    )
+    return dataclasses.replace(suite, budgets={**suite.budgets, "smoke": budget})
+
+
+def tiny_options(tmp: Path, data_root: Path, **changes: Any) -> Any:
+    from diffcps_ray.tune.sweep import SweepOptions
+
+    options = {
+        "suite": "pointmaze", "budget": "smoke", "tasks": ["pointmaze-umaze"],
+        "data_root": str(data_root), "storage": str(tmp / "runs"), "name": "exp",
+        "address": None, "gpus_per_trial": 0.0, "cpus_per_trial": 1.0, "num_samples": 3,
+        "seeds": 2, "max_concurrent": None, "data_cpus": 2.0,
+    }
+    return SweepOptions(**{**options, **changes})
+
+
+def make_data(data_root: Path, transitions: int = 3000) -> Path:
+    from diffcps_ray.tune.data_prep import prepare_data
+    from diffcps_ray.tune.suites import load_suite
+
+    prepare_data(load_suite("pointmaze"), ["pointmaze-umaze"], data_root, transitions,
+                 log=lambda _: None)
+    return data_root
+
+
+class KillOnceTrial(DiffCPSTrial):
+    """The real DiffCPS trainable, whose worker dies once at a given iteration."""
+
+    kill_at = 2
+    marker = ""
+
+    def step(self) -> dict[str, Any]:
+        if self.iteration + 1 == self.kill_at and not Path(self.marker).exists():
+            Path(self.marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().step()

@@ -11,7 +11,6 @@ current, and print a summary per task.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
@@ -82,10 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _check(args)
     start = time.monotonic()
-    # Tune's new output engine ignores CLIReporter; the classic one prints our columns.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Checkpointing every iteration is deliberate (fault tolerance); don't warn about it.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     from diffcps_ray.runtime import set_torch_threads
 
     set_torch_threads(1)

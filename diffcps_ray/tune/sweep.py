@@ -342,6 +342,10 @@ class Sweep:
 
     def run(self) -> dict[str, Any]:
         """All phases; returns the manifest. Ray must be initialised by the caller."""
+        # Tune's new output engine ignores CLIReporter; the classic one prints our columns.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Checkpointing every iteration is deliberate (fault tolerance); don't warn about it.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         self.save()
         self.concurrent = concurrency(self.opts)
         if self.suite.is_ablation:

@@ -1,0 +1,259 @@
+"""The sweep under Ray Tune: phases, manifest, worker death, NaN, resume, Ray Data CPUs.
+
+The trials run the stand-in algorithm of test_tune_support.py inside the production
+trainable (a few iterations each), so these tests check the Tune plumbing in seconds;
+test_tune_e2e.py runs the real DiffCPS through the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from diffcps_ray.tune.sweep import Sweep, concurrency
+from tests.test_tune_support import (
+    StandInTrial,
+    make_data,
+    tiny_options,
+    tiny_suite,
+    with_run_options,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data(tmp_path_factory.mktemp("data"))
+
+
+class _Timeout:
+    """Fail instead of hanging (a deadlock would otherwise stall the whole test run)."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        def fire(*_: object) -> None:
+            raise TimeoutError(f"the sweep did not finish within {self.seconds} s")
+
+        self.previous = signal.signal(signal.SIGALRM, fire)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.previous)
+
+
+def _result_lines(experiment: Path, row: dict) -> list[dict]:
+    path = experiment / row["path"] / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_sweep_runs_both_phases_and_writes_the_manifest(ray_session, tmp_path, data_root):
+    opts = tiny_options(tmp_path, data_root)
+    sweep = Sweep(tiny_suite(), opts, "test", resume=False, trainable=StandInTrial)
+    # 4 logical CPUs, 2 kept for Ray Data: two trials at a time.
+    assert concurrency(opts) == 2
+    with _Timeout(240):
+        manifest = sweep.run()
+    experiment = tmp_path / "runs" / "exp"
+    on_disk = json.loads((experiment / "experiment.json").read_text())
+    assert on_disk["trials"] == json.loads(json.dumps(manifest["trials"]))
+    assert on_disk["phases"]["search"]["tasks"]["pointmaze-umaze"]["status"] == "done"
+    assert on_disk["phases"]["confirm"]["status"] == "done"
+
+    search = [t for t in manifest["trials"] if t["phase"] == "search"]
+    confirm = [t for t in manifest["trials"] if t["phase"] == "confirm"]
+    assert len(search) == 3 and len(confirm) == 2
+    # The paper's point (kappa 0.05, lambda_clip 0 run as the floor) is evaluated.
+    assert any(t["kappa"] == pytest.approx(0.05) and t["lambda_clip"] == 0.0 for t in search)
+    best = on_disk["phases"]["search"]["tasks"]["pointmaze-umaze"]["best"]
+    assert {t["kappa"] for t in confirm} == {best["kappa"]}
+    assert sorted(t["seed"] for t in confirm) == [1, 2]
+    for row in search + confirm:
+        trial_dir = experiment / row["path"]
+        assert trial_dir.name == f"{row['phase']}_{row['trial_id']}"  # short names
+        assert (trial_dir / "params.json").is_file()
+        params = json.loads((trial_dir / "params.json").read_text())
+        assert params["task"] == "pointmaze-umaze" and params["seed"] == row["seed"]
+        lines = _result_lines(experiment, row)
+        assert lines[-1]["training_iteration"] == row["iterations"]  # ours, not the inner one
+        assert "normalized_score" in lines[-1]["evaluation"]
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint(ray_session, tmp_path, data_root):
+    marker = tmp_path / "killed"
+    trainable = with_run_options(
+        StandInTrial, kill_once_at={"iteration": 3, "marker": str(marker)}
+    )
+    opts = tiny_options(tmp_path, data_root, num_samples=1, seeds=1)
+    suite = tiny_suite(iterations=4, steps=10)
+    with _Timeout(240):
+        manifest = Sweep(suite, opts, "test", resume=False, trainable=trainable).run()
+    assert marker.exists(), "the worker was never killed"
+    experiment = tmp_path / "runs" / "exp"
+    killed = next(t for t in manifest["trials"] if t["phase"] == "search")
+    assert killed["status"] == "TERMINATED" and killed["iterations"] == 4
+    lines = _result_lines(experiment, killed)
+    # Iterations 1-2 checkpointed; 3 died unreported, was redone from the checkpoint.
+    assert [line["training_iteration"] for line in lines] == [1, 2, 3, 4]
+    assert lines[-1]["num_gradient_steps"] == 40  # no steps lost or counted twice
+    assert lines[2]["iterations_since_restore"] == 1  # iteration 3 ran after a restore
+
+
+def test_a_nan_trial_errors_naming_the_metric_and_the_sweep_goes_on(
+    ray_session, tmp_path, data_root
+):
+    # The paper's kappa (0.05, tried first) diverges; the smaller ones train.
+    trainable = with_run_options(StandInTrial, nan_when_kappa_above=0.049)
+    opts = tiny_options(tmp_path, data_root, num_samples=4)
+    with _Timeout(240):
+        manifest = Sweep(tiny_suite(), opts, "test", resume=False, trainable=trainable).run()
+    search = [t for t in manifest["trials"] if t["phase"] == "search"]
+    failed = [t for t in search if t["status"] == "ERROR"]
+    assert failed and any(t["kappa"] == pytest.approx(0.05) for t in failed)
+    for row in failed:
+        assert "learners/default_policy/critic_loss became nan" in row["error"]
+    assert any(t["status"] == "TERMINATED" for t in search)
+    confirm = [t for t in manifest["trials"] if t["phase"] == "confirm"]
+    assert confirm and all(t["kappa"] <= 0.049 for t in confirm)
+    assert all(t["status"] == "TERMINATED" for t in confirm)
+
+
+_INTERRUPTED_DRIVER = """
+import os, ray
+from ray.tune import Callback
+from diffcps_ray.tune.sweep import Sweep
+from tests.test_tune_support import StandInTrial, tiny_options, tiny_suite, with_run_options
+from pathlib import Path
+
+class DieAfter(Callback):
+    # Kills the driver (no clean shutdown) once N trials have finished.
+    def __init__(self):
+        self.done = 0
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        if os.environ.get("DIE_AFTER") and self.done >= int(os.environ["DIE_AFTER"]):
+            os._exit(17)
+
+tmp, data = Path(os.environ["TMP_DIR"]), Path(os.environ["DATA_DIR"])
+opts = tiny_options(tmp, data, num_samples=4, max_concurrent=1, address=os.environ["ADDR"])
+ray.init(address=opts.address, log_to_driver=False)
+trainable = with_run_options(StandInTrial, sleep=0.3)
+Sweep(tiny_suite(iterations=2), opts, "test", resume=False, trainable=trainable,
+      callbacks=[DieAfter()]).run()
+"""
+
+
+def test_resume_continues_an_interrupted_search_with_its_optuna_state(
+    ray_session, tmp_path, data_root
+):
+    from ray.tune.search.optuna import OptunaSearch
+
+    address = ray_session.get_runtime_context().gcs_address
+    env = {**os.environ, "TMP_DIR": str(tmp_path), "DATA_DIR": str(data_root), "ADDR": address,
+           "DIE_AFTER": "2", "PYTHONPATH": str(ROOT), "RAY_AIR_NEW_OUTPUT": "0"}
+    crashed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_INTERRUPTED_DRIVER)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert crashed.returncode == 17, crashed.stderr[-3000:]
+    experiment = tmp_path / "runs" / "exp"
+    before = json.loads((experiment / "experiment.json").read_text())
+    assert before["phases"]["search"]["tasks"]["pointmaze-umaze"]["status"] == "running"
+
+    opts = tiny_options(tmp_path, data_root, num_samples=4, max_concurrent=1)
+    trainable = with_run_options(StandInTrial, sleep=0.3)
+    with _Timeout(240):
+        manifest = Sweep(tiny_suite(iterations=2), opts, "test", resume=True,
+                         trainable=trainable).run()
+    search = [t for t in manifest["trials"] if t["phase"] == "search"]
+    assert len(search) == 4, search  # num_samples honoured across the interruption
+    assert len({t["trial_id"] for t in search}) == 4
+    assert len({(t["kappa"], t["lambda_clip"]) for t in search}) == 4
+    assert sum(t["kappa"] == pytest.approx(0.05) and t["lambda_clip"] == 0.0
+               for t in search) == 1  # the paper's point was not proposed twice
+    assert all(t["status"] == "TERMINATED" for t in search)
+    for row in search:  # finished trials were not re-run
+        lines = _result_lines(experiment, row)
+        assert [line["training_iteration"] for line in lines] == [1, 2]
+    # The restored searcher is OptunaSearch, and its study saw all four trials.
+    states = sorted((experiment / "search-pointmaze-umaze").glob("searcher-state-*.pkl"))
+    assert states
+    searcher = OptunaSearch()
+    searcher.restore(str(states[-1]))
+    assert len(searcher._ot_study.trials) == 4
+    assert manifest["phases"]["confirm"]["status"] == "done"
+
+
+_CLUSTER_DRIVER = """
+import json, os, sys
+from pathlib import Path
+from ray.cluster_utils import Cluster
+from diffcps_ray.tune.sweep import Sweep, start_ray
+from tests.test_tune_support import (StandInTrial, make_data, tiny_options, tiny_suite,
+                                     with_run_options)
+
+tmp = Path(os.environ["TMP_DIR"])
+data = make_data(tmp / "data")
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+cluster.add_node(num_cpus=2)
+cluster.wait_for_nodes()
+try:
+    opts = tiny_options(tmp, data, num_samples=4, seeds=2, address=cluster.address,
+                        data_cpus=1.0, max_concurrent=3)
+    start_ray(opts)
+    trainable = with_run_options(StandInTrial, sleep=1.0)
+    manifest = Sweep(tiny_suite(iterations=2), opts, "test", resume=False,
+                     trainable=trainable).run()
+    experiment = tmp / "runs" / "exp"
+    nodes = {}
+    for row in manifest["trials"]:
+        lines = (experiment / row["path"] / "result.json").read_text().splitlines()
+        nodes[row["trial_id"]] = json.loads(lines[-1])["node_id"]
+    print(json.dumps({"nodes": nodes, "statuses": [r["status"] for r in manifest["trials"]]}))
+finally:
+    import ray
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path):
+    env = {**os.environ, "TMP_DIR": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "RAY_AIR_NEW_OUTPUT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_CLUSTER_DRIVER)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(report["statuses"]) == {"TERMINATED"} or set(report["statuses"]) <= {
+        "TERMINATED", "STOPPED_EARLY"}
+    assert len(set(report["nodes"].values())) == 2, report
+
+
+def test_trials_filling_the_cpus_leave_room_for_ray_data(ray_session, tmp_path, data_root):
+    """Every trial reads its shards with Ray Data at start-up while others train.
+
+    With 4 logical CPUs and 1 CPU per trial, letting 4 trials start would leave no CPU
+    for Ray Data's read tasks (which run outside the trials' placement groups) and hang.
+    The sweep keeps --data-cpus free, so this finishes.
+    """
+    opts = tiny_options(tmp_path, data_root, num_samples=4, seeds=4)
+    assert concurrency(opts) == 2
+    trainable = with_run_options(StandInTrial, sleep=0.5)
+    with _Timeout(240):
+        manifest = Sweep(tiny_suite(iterations=2), opts, "test", resume=False,
+                         trainable=trainable).run()
+    assert len(manifest["trials"]) == 8
+    assert all(t["status"] != "ERROR" for t in manifest["trials"])
