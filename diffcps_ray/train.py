@@ -61,6 +61,16 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _gpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m diffcps_ray.train", description=__doc__.split("\n")[0])
     parser.add_argument("--task", required=True, help="task name, e.g. hopper-medium-v2")
@@ -74,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=_non_negative, default=0)
     parser.add_argument("--num-learners", type=_non_negative, default=0,
                         help="0: one learner in this process (default); N: N learner actors")
-    parser.add_argument("--gpus-per-learner", type=float, default=0.0)
+    parser.add_argument("--gpus-per-learner", type=_gpus, default=0.0,
+                        help="GPUs per learner (with --num-learners 0: the local learner's)")
     parser.add_argument("--address", default=None, help="an existing Ray cluster to join")
     parser.add_argument("--threads", type=_positive, default=1,
                         help="torch threads per process (default 1)")
