@@ -28,8 +28,10 @@ def _grid(count: int) -> tuple[plt.Figure, list[Axes]]:
     columns = min(3, max(1, count))
     rows = math.ceil(count / columns)
     # Constrained layout keeps labels, suptitle and a shared colour bar from overlapping.
+    # At least 8 inches wide, so a one-task figure still fits its title and legend.
     figure, axes = plt.subplots(
-        rows, columns, figsize=(5.2 * columns, 3.9 * rows), squeeze=False, layout="constrained"
+        rows, columns, figsize=(max(8.0, 5.2 * columns), 3.9 * rows + 0.6), squeeze=False,
+        layout="constrained",
     )
     flat = list(axes.ravel())
     for extra in flat[count:]:
@@ -98,7 +100,7 @@ def plot_learning_curves(
         ax.set_ylabel("normalised score")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="best")
-    figure.suptitle(f"Learning curves ({SCORE_LABEL}; thin lines: single seeds)")
+    figure.suptitle(f"Learning curves\n{SCORE_LABEL}; thin lines: single seeds")
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return True
@@ -212,14 +214,15 @@ def plot_sensitivity(summary: pd.DataFrame, best: pd.DataFrame, path: Path) -> b
     if any_stopped:
         handles.insert(1, Line2D([], [], ls="", marker="o", markerfacecolor="none",
                                  markeredgecolor="grey", label="stopped early by ASHA"))
-    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    figure.legend(handles=handles, loc="outside lower center",
+                  ncols=len(handles) if len(tasks) > 1 else 1)
     figure.colorbar(
         matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes,
         label="best-of-run normalised score",
     )
     figure.suptitle(
-        "Search phase: score over kappa (diffusion-loss constraint) and lambda_clip "
-        "(lower clamp of the Lagrange multiplier)"
+        "Search phase: score over kappa (diffusion-loss constraint)\n"
+        "and lambda_clip (lower clamp of the Lagrange multiplier)"
     )
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
