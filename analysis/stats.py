@@ -108,6 +108,8 @@ def best_search_configs(
             picks.append(recorded.iloc[0])
             continue
         full = group[_ran_full_length(group)]
+        if full.empty:  # nothing ran the whole budget: rank them all, as the tune command
+            full = group
         ranked = full.sort_values(["final_score", "best_score"], ascending=False, kind="stable")
         picks.append(ranked.iloc[0])
     return pd.DataFrame(picks, columns=summary.columns).reset_index(drop=True)

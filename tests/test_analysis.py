@@ -402,3 +402,17 @@ def test_experiments_with_nothing_finished_still_get_a_report(tmp_path: Path) ->
     assert "No finished run, so no row: pointmaze-umaze" in report
     assert "Trial stopped: boom." in report
     assert len(pd.read_csv(failed / "analysis" / "results.csv")) == 1
+
+
+def test_best_search_trial_when_every_trial_was_stopped_early(tmp_path: Path) -> None:
+    trials = [
+        FakeTrial("search", "pointmaze-umaze", 0, 0.1, 0.3, [5.0, 25.0], status="STOPPED_EARLY"),
+        FakeTrial("search", "pointmaze-umaze", 0, 0.2, 0.3, [40.0], status="STOPPED_EARLY"),
+    ]
+    run_dir = write_fake_experiment(tmp_path / "exp", trials)
+    manifest = json.loads((run_dir / "experiment.json").read_text())
+    manifest["phases"]["search"]["tasks"]["pointmaze-umaze"]["best"] = None
+    (run_dir / "experiment.json").write_text(json.dumps(manifest))
+    analysis = aggregate_module.analyse(load_experiment(run_dir), reps=REPS)
+    # As the tune command's pick_best: with no full-length trial, all of them are ranked.
+    assert analysis.search_best.iloc[0]["final_score"] == 40.0
