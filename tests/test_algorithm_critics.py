@@ -88,3 +88,16 @@ def test_init_is_pytorch_default_per_twin_and_layer() -> None:
     same = TwinCritic(OBS, ACT, 256, generator=torch.Generator().manual_seed(0))
     pairs = zip(critic.parameters(), same.parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_single_twin_with_precomputed_state_features() -> None:
+    critic = TwinCritic(OBS, ACT, H, generator=torch.Generator().manual_seed(3))
+    obs, actions = torch.randn(9, OBS), torch.randn(9, ACT)
+    features = critic.state_features(obs)
+    for j in range(2):
+        torch.testing.assert_close(
+            critic.single_q(j, obs, actions, state_features=features),
+            critic.single_q(j, obs, actions),
+            atol=1e-6,
+            rtol=1e-6,
+        )

@@ -187,9 +187,15 @@ class DiffCPSAgent:
         # Fair coin: which online critic carries the gradient, which one normalises.
         q1_carries_gradient = torch.rand((), generator=self._coin_generator).item() < 0.5
         grad_twin = 0 if q1_carries_gradient else 1
-        q_grad = self.critic.single_q(grad_twin, obs, new_actions, detach_weights=True)
+        with torch.no_grad():  # the critic's state rows do not depend on the actor
+            critic_features = self.critic.state_features(obs)
+        q_grad = self.critic.single_q(
+            grad_twin, obs, new_actions, detach_weights=True, state_features=critic_features
+        )
         with torch.no_grad():
-            q_other = self.critic.single_q(1 - grad_twin, obs, new_actions)
+            q_other = self.critic.single_q(
+                1 - grad_twin, obs, new_actions, state_features=critic_features
+            )
         q_loss = rules.normalized_q_loss(q_grad, q_other)
         lambda_used = rules.clamped_lambda(self.lambda_param, s.lambda_clip, s.lambda_max)
         loss = rules.actor_loss(self.lambda_param, bc_loss, q_loss, s.lambda_clip, s.lambda_max)

@@ -111,12 +111,18 @@ class TwinCritic(nn.Module):
         return self(obs, actions).amin(dim=0)
 
     def single_q(
-        self, j: int, obs: Tensor, actions: Tensor, detach_weights: bool = False
+        self,
+        j: int,
+        obs: Tensor,
+        actions: Tensor,
+        detach_weights: bool = False,
+        state_features: Tensor | None = None,
     ) -> Tensor:
         """Q_j alone, shape (N,) with N == B.
 
         ``detach_weights=True`` keeps the critic's parameters off the autograd graph so a
         backward pass through the actions computes no critic gradients (actor update).
+        ``state_features`` (from :meth:`state_features`, both twins) skips the state rows.
         """
         out = []
         for weight_t, bias in self._twin_views(j):
@@ -124,7 +130,11 @@ class TwinCritic(nn.Module):
                 weight_t, bias = weight_t.detach(), bias.detach()
             out.append((weight_t, bias))
         (w1, b1), (w2, b2), (w3, b3), (w4, b4) = out
-        h = torch.addmm(b1, torch.cat([obs, actions], dim=-1), w1)
+        if state_features is None:
+            h = torch.addmm(b1, torch.cat([obs, actions], dim=-1), w1)
+        else:
+            H = self.hidden_dim
+            h = torch.addmm(state_features[:, j * H : (j + 1) * H], actions, w1[self.obs_dim :])
         h = mish(h)
         h = mish(torch.addmm(b2, h, w2))
         h = mish(torch.addmm(b3, h, w3))
