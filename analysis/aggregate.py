@@ -194,9 +194,14 @@ def search_markdown(search: pd.DataFrame) -> str:
 
 
 def _evaluation_episodes(experiment: Experiment) -> str:
-    recorded = experiment.results["evaluation_episodes"].dropna().unique()
-    if len(recorded):
-        return ", ".join(f"{v:g}" for v in sorted(recorded))
+    """Episodes per evaluation by phase, e.g. "confirm: 50; search: 10"."""
+    per_phase = []
+    results = experiment.results.dropna(subset=["evaluation_episodes"])
+    for phase, rows in results.groupby("phase", sort=True):
+        values = ", ".join(f"{v:g}" for v in sorted(rows["evaluation_episodes"].unique()))
+        per_phase.append(f"{phase}: {values}")
+    if per_phase:
+        return "; ".join(per_phase)
     # Otherwise the trials' configs (the tune command's run section), where present.
     for name in ("run/eval_episodes", "eval_episodes", "evaluation_duration"):
         values = {

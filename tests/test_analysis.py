@@ -214,6 +214,7 @@ def test_outputs_layout_figures_and_report(experiment_dir: Path) -> None:
     assert "python -m diffcps_ray.tune --suite pointmaze --budget smoke" in report
     assert "100.1 ± 3.5" in report  # the paper's hopper-medium number beside ours
     assert "kappa=0.05, lambda_clip=0" in report
+    assert "| evaluation episodes per evaluation | confirm: 10; search: 10 |" in report
     # Every relative link in the report points at a file that exists.
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (out / link).is_file(), link

@@ -107,7 +107,7 @@ def test_aggregate_on_the_real_smoke_sweep(tmp_path: Path) -> None:
     if swept.returncode == 0 and not failed:
         _check_analysis(run_dir, out)
         # Real results record the episodes per evaluation (smoke: search 1, confirm 2).
-        assert "evaluation episodes per evaluation | 1, 2" in report
+        assert "evaluation episodes per evaluation | confirm: 2; search: 1 |" in report
     else:
         section = report.split("## Missing or failed trials", 1)[1]
         for trial in failed:
