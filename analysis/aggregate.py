@@ -492,6 +492,8 @@ def aggregate(
     run_dir = Path(run_dir)
     experiment = load_experiment(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "analysis"
+    if out.exists() and not out.is_dir():  # say so before the bootstrap runs
+        raise DiffCPSError(f"--out {out} exists and is not a directory.")
     analysis = analyse(experiment, reps=reps, seed=seed)
     write_atomically(out, lambda tmp: _write_outputs(analysis, tmp, out))
     return analysis
