@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
                 report.setdefault("speedup", {}).setdefault(shape, {})[key] = round(
                     result["speedup"], 3
                 )
+    # the agent's figures first, then the reference, the speedups and the conditions
+    report = {k: report[k] for k in (*shapes, "reference", "speedup") if k in report}
     report["meta"] = {
         "batch_size": 256, "T": 5, "device": args.device, "torch": torch.__version__,
         "repeats": args.repeats, "unit": "training steps per second (median of blocks)",

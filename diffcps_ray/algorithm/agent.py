@@ -256,8 +256,9 @@ class DiffCPSAgent:
         )
         q = self.critic_target(batch, candidates).amin(dim=0).view(-1, k)
         probs = torch.softmax(q, dim=1)
-        pick = torch.multinomial(probs, 1, generator=self.eval_generator).squeeze(1)
-        chosen = candidates.view(-1, k, self.act_dim)[torch.arange(len(pick)), pick]
+        pick = torch.multinomial(probs, 1, generator=self.eval_generator)  # (B, 1)
+        index = pick.unsqueeze(-1).expand(-1, 1, self.act_dim)
+        chosen = candidates.view(-1, k, self.act_dim).gather(1, index).squeeze(1)
         return chosen[0] if single else chosen
 
     # ------------------------------------------------------------------- checkpoints --
@@ -300,9 +301,10 @@ class DiffCPSAgent:
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.lambda_optimizer.load_state_dict(state["lambda_optimizer"])
-        self.generator.set_state(state["generator"])
-        self.eval_generator.set_state(state["eval_generator"])
-        self._coin_generator.set_state(state["coin_generator"])
+        # Generator states are CPU byte tensors even for CUDA generators.
+        self.generator.set_state(state["generator"].cpu())
+        self.eval_generator.set_state(state["eval_generator"].cpu())
+        self._coin_generator.set_state(state["coin_generator"].cpu())
         self.num_steps = int(state["num_steps"])
         self._last_actor_metrics = {
             k: v.to(self.device) for k, v in state["last_actor_metrics"].items()
