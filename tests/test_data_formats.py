@@ -295,3 +295,11 @@ def write_minari(
         code_permalink="https://example.invalid/diffcps-ray",
         description="random rollouts for tests",
     )
+
+
+def the_error(stderr: str) -> str:
+    """The single ``error: ...`` line a failing command prints (progress lines aside)."""
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return errors[0]

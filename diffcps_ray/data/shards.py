@@ -248,14 +248,24 @@ def _move_into_place(staging: Path, target: Path, overwrite: bool) -> None:
 # --- reading -------------------------------------------------------------------------------
 
 
+def _hint_for(task_dir: Path) -> str:
+    """How to make a task directory's data, if its name is a known task."""
+    from diffcps_ray.envs.tasks import get_task
+    from diffcps_ray.errors import UnknownTaskError
+
+    try:
+        get_task(task_dir.name)
+    except UnknownTaskError:
+        return "make it with `python -m diffcps_ray.data generate` or `convert` first"
+    return how_to_make(task_dir.name, task_dir.parent)
+
+
 def read_manifest(task_dir: str | os.PathLike[str]) -> Manifest:
     """Parse ``task_dir/manifest.json``; a missing one raises MissingDataError."""
-    path = Path(task_dir).expanduser() / MANIFEST_NAME
+    root = Path(task_dir).expanduser()
+    path = root / MANIFEST_NAME
     if not path.is_file():
-        raise MissingDataError(
-            f"{path} does not exist: make the task's data with `python -m diffcps_ray.data "
-            f"generate` or `convert` first."
-        )
+        raise MissingDataError(f"{path} does not exist: {_hint_for(root)}.")
     try:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
