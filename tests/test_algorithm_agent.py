@@ -200,3 +200,54 @@ def test_runs_on_cuda() -> None:
     restored.load_state_dict(agent.state_dict())
     a, b = agent.update(batch), restored.update(batch)
     assert torch.equal(a["critic_loss"], b["critic_loss"])
+
+
+def _literal_chain(model, schedule, obs, generator):
+    """The implementation's reverse chain through ``model.forward`` (concat input)."""
+    x = torch.randn(obs.shape[0], model.act_dim, generator=generator)
+    for i in reversed(range(schedule.n_timesteps)):
+        eps = model(x, torch.full((obs.shape[0],), i), obs)
+        x0 = schedule.sqrt_recip_alpha_bars[i] * x - schedule.sqrt_recipm1_alpha_bars[i] * eps
+        mean = (schedule.posterior_mean_coef1[i] * x0.clamp(-1, 1)
+                + schedule.posterior_mean_coef2[i] * x)  # fmt: skip
+        if i > 0:
+            x = mean + schedule.posterior_std[i] * torch.randn(x.shape, generator=generator)
+        else:
+            x = mean
+    return x.clamp(-1, 1)
+
+
+def test_actor_step_equals_the_literal_objective() -> None:
+    """clamp(lambda) L_c - Q_a / mean|Q_b|, written out with the plain networks."""
+    agent = DiffCPSAgent(OBS, ACT, _settings(lambda_init=0.7, freq=1, grad_norm=0.0))
+    agent.update(_batch(0))
+    batch = _batch(1)
+    obs, actions = batch["obs"], batch["actions"]
+    generator = torch.Generator().set_state(agent.generator.get_state())
+    coin = torch.Generator().set_state(agent._coin_generator.get_state())
+    # the critic step runs first in update(): replay it to get the critic the actor sees
+    replica = DiffCPSAgent(OBS, ACT, _settings(lambda_init=0.7, freq=1, grad_norm=0.0))
+    replica.load_state_dict(agent.state_dict())
+    replica._critic_step(
+        obs, actions, batch["rewards"], batch["new_obs"], 1 - batch["terminateds"]
+    )
+    generator.set_state(replica.generator.get_state())
+    lam = agent.lambda_param.item()
+
+    model, schedule = replica.actor, replica.schedule
+    steps = torch.randint(0, 5, (B,), generator=generator)
+    noise = torch.randn(actions.shape, generator=generator)
+    noisy = schedule.sqrt_alpha_bars[steps, None] * actions
+    noisy = noisy + schedule.sqrt_one_minus_alpha_bars[steps, None] * noise
+    l_c = ((model(noisy, steps, obs) - noise) ** 2).mean()
+    new_actions = _literal_chain(model, schedule, obs, generator)
+    q1, q2 = replica.critic(obs, new_actions)
+    q_a, q_b = (q1, q2) if torch.rand((), generator=coin).item() < 0.5 else (q2, q1)
+    expected = lam * l_c - q_a.mean() / q_b.abs().mean().detach()
+    grads = torch.autograd.grad(expected, list(model.parameters()))
+    grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+
+    metrics = agent.update(batch)
+    assert metrics["diffusion_loss"].item() == pytest.approx(l_c.item(), rel=1e-5)
+    assert metrics["actor_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert metrics["actor_grad_norm"].item() == pytest.approx(grad_norm.item(), rel=1e-4)
