@@ -22,6 +22,8 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(
+            # Always a private instance: never attach to a cluster a parallel run started.
+            address="local",
             num_cpus=4,
             include_dashboard=False,
             log_to_driver=False,
