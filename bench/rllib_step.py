@@ -19,6 +19,7 @@ the same number of env steps; the ratio says what the policy costs on top of phy
 
     python bench/rllib_step.py                         # both shapes + 100 AntMaze episodes
     python bench/rllib_step.py --shape hopper --steps 100 --blocks 2 --eval-episodes 0
+    python bench/rllib_step.py --shape none --eval-num-envs 100   # evaluation only
 
 The last line printed is one JSON object.
 """
@@ -186,7 +187,8 @@ def bench_evaluation(episodes: int, num_envs: int | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shape", choices=[*SHAPES, "both"], default="both")
+    parser.add_argument("--shape", choices=[*SHAPES, "both", "none"], default="both",
+                        help="training shapes to time (none: evaluation only)")
     parser.add_argument("--steps", type=int, default=None,
                         help="gradient steps per iteration/block (default 150 hopper, 40 AntMaze)")
     parser.add_argument("--blocks", type=int, default=3)
@@ -204,12 +206,12 @@ def main() -> None:
     for logger in ("ray", "ray.data", "ray.rllib"):
         logging.getLogger(logger).setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    ray.init(num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": thread_env(1)})
+    ray.init(address="local", num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False,
+             log_to_driver=False, runtime_env={"env_vars": thread_env(1)})
     report: dict = {}
     try:
         with tempfile.TemporaryDirectory(prefix="diffcps-bench-") as tmp:
-            shapes = list(SHAPES) if args.shape == "both" else [args.shape]
+            shapes = {"both": list(SHAPES), "none": []}.get(args.shape, [args.shape])
             for name in shapes:
                 steps = args.steps or DEFAULT_STEPS[name]
                 report[name] = bench_shape(name, steps, args.blocks, args.rows, Path(tmp))

@@ -165,9 +165,11 @@ def init_ray(address: str | None, threads: int) -> bool:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
-        # Two logical CPUs more than cores: Ray Data's read tasks must fit beside the
-        # learner(s), or a 2-core machine deadlocks (rllib-notes.md).
-        ray.init(num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False,
+        # A fresh local instance ("local": never attach to a cluster someone else started
+        # with `ray start` on this machine). Two logical CPUs more than cores: Ray Data's
+        # read tasks must fit beside the learner(s), or a 2-core machine deadlocks
+        # (rllib-notes.md).
+        ray.init(address="local", num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False,
                  log_to_driver=False, runtime_env=runtime_env)
     return True
 
