@@ -146,3 +146,14 @@ def test_buffer_rejects_inconsistent_columns() -> None:
     del data["new_obs"]
     with pytest.raises(DataError, match="new_obs"):
         TransitionBuffer(data)
+
+
+def test_numpy_scalars_and_strings_are_read_as_the_declared_types() -> None:
+    s = DiffCPSSettings().replace(freq=np.int64(3), kappa=np.float64(0.1), T="7",
+                                  max_q_backup="true", lambda_clip=1)  # fmt: skip
+    assert (s.freq, s.kappa, s.T, s.max_q_backup, s.lambda_clip) == (3, 0.1, 7, True, 1.0)
+    assert type(s.freq) is int and type(s.lambda_clip) is float
+    with pytest.raises(ConfigError, match="freq must be an integer, got True"):
+        DiffCPSSettings().replace(freq=True)
+    with pytest.raises(ConfigError, match="kappa must be a number, got 'abc'"):
+        DiffCPSSettings().replace(kappa="abc")

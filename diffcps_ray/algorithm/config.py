@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,18 @@ class DiffCPSSettings:
         """Alias of ``T`` (the implementation's name)."""
         return self.T
 
+    def __post_init__(self) -> None:
+        """Coerce numpy scalars and command-line strings to the declared field types.
+
+        Values that cannot be read as the declared type are left for :meth:`validate`
+        to reject with a sentence.
+        """
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            coerced = _coerce(value, f.type)
+            if coerced is not value:
+                object.__setattr__(self, f.name, coerced)
+
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
@@ -144,10 +157,14 @@ class DiffCPSSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 fail(f"{name} must be an integer, got {value!r}.")
-        for name in (f.name for f in dataclasses.fields(self)):
-            value = getattr(self, name)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and not isinstance(value, float):
+                fail(f"{f.name} must be a number, got {value!r}.")
+            if f.type == "str" and not isinstance(value, str):
+                fail(f"{f.name} must be a string, got {value!r}.")
             if isinstance(value, float) and not math.isfinite(value):
-                fail(f"{name} must be a finite number, got {value!r}.")
+                fail(f"{f.name} must be a finite number, got {value!r}.")
         if self.T < 1:
             fail(f"T (the number of diffusion steps) must be at least 1, got {self.T}.")
         if self.beta_schedule not in BETA_SCHEDULES:
@@ -192,6 +209,38 @@ class DiffCPSSettings:
             fail(f"max_q_backup must be true or false, got {self.max_q_backup!r}.")
         if not isinstance(self.lr_decay, bool):
             fail(f"lr_decay must be true or false, got {self.lr_decay!r}.")
+
+
+def _coerce(value: Any, type_name: Any) -> Any:
+    """``value`` as ``type_name`` ("int", "float", "bool", "str") where that is lossless."""
+    if type_name == "bool":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+        return value
+    if type_name == "int":
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                return value
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            return int(value)
+        return value
+    if type_name == "float":
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                return value
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+    return value
 
 
 def _locomotion(kappa: float, grad_norm: float) -> dict[str, Any]:
