@@ -64,3 +64,13 @@ def test_module_entry_point_reports_missing_data(tmp_path):
     assert result.returncode == 2
     line = the_error(result.stderr)
     assert "convert --d4rl" in line and "generate --task hopper-medium-v2" in line
+
+
+def test_inspect_refuses_a_changed_shard(tmp_path, capsys):
+    argv = ["generate", "--task", "pointmaze-umaze", "--out", str(tmp_path), "--steps", "500"]
+    assert run_main(main, argv) == 0
+    shard = tmp_path / "pointmaze-umaze" / "part-00000.parquet"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    capsys.readouterr()
+    assert run_main(main, ["inspect", str(tmp_path / "pointmaze-umaze")]) == 2
+    assert "part-00000.parquet does not match its manifest" in the_error(capsys.readouterr().err)

@@ -162,3 +162,11 @@ def test_other_format_version_is_refused(tmp_path):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="format version 99"):
         shards.read_manifest(path)
+
+
+def test_staging_left_by_a_killed_writer_is_cleaned_up(tmp_path):
+    dead = tmp_path / f".{TASK}.tmp-999999999-abcdef12"  # no such pid
+    dead.mkdir()
+    (dead / "part-00000.parquet").write_bytes(b"half")
+    shards.write_shards(_transitions(100), TASK, tmp_path, "generated")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [TASK]

@@ -164,6 +164,7 @@ def write_shards(
     num_rows = len(columns["rewards"])
     schema = arrow_schema(spec.obs_dim, spec.act_dim)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(target)
     # Beside the target (same filesystem, so the final rename is atomic), hidden by the dot.
     staging = target.parent / f".{task}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -203,6 +204,18 @@ def write_shards(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Delete staging directories of this task left by writers that were killed."""
+    for staging in target.parent.glob(f".{target.name}.tmp-*"):
+        try:
+            pid = int(staging.name.rsplit(".tmp-", 1)[1].split("-")[0])
+            os.kill(pid, 0)  # raises if no such process: its writer is gone
+        except ProcessLookupError:
+            shutil.rmtree(staging, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue  # not ours to judge, or its writer is alive under another user
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
