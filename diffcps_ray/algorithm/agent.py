@@ -118,7 +118,15 @@ class DiffCPSAgent:
 
     # ------------------------------------------------------------------ training step --
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """One gradient step (critic; actor and lambda every ``freq``; targets)."""
+        """One gradient step: critic; actor and lambda when ``step % freq == 0``; targets.
+
+        ``batch``: ``obs`` (B, obs_dim), ``actions`` (B, act_dim), ``rewards`` (B,) already
+        tuned, ``new_obs`` (B, obs_dim), ``terminateds`` (B,) as float 0/1; all float32 on
+        the agent's device. Returns detached 0-dim tensors named in ``METRIC_NAMES``;
+        the actor's entries (``diffusion_loss, actor_loss, q_loss, lambda_clamped,
+        actor_grad_norm``) come from the last actor step, ``lambda`` is the raw multiplier
+        after this step, ``q_mean`` the online critics' mean Q on the batch before it.
+        """
         s = self.settings
         obs = batch["obs"]
         actions = batch["actions"]

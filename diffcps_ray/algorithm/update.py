@@ -28,7 +28,9 @@ def critic_target(
 
     With k = 1 this is the paper's ``min_j Q'_j(s', a')``. The max-Q backup (k = 10, AntMaze)
     takes the max over samples *per target critic* first, then the min of the two maxima,
-    as the implementation does (the paper only names the option).
+    as the implementation does (the paper only names the option). The paper's Algorithm 1
+    samples ``a'`` from the online policy; the implementation (followed here) samples it
+    from the EMA actor.
     """
     target_q = next_q.amax(dim=-1).amin(dim=0)
     return rewards + gamma * not_done * target_q
