@@ -36,6 +36,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from diffcps_ray.errors import ConfigError
 from diffcps_ray.rllib.config import DiffCPSConfig
 from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
 
@@ -64,6 +65,10 @@ class DiffCPS(Algorithm):
         self._best_score = -math.inf
         self._num_evaluations = 0
         self._eval_module: DiffCPSTorchRLModule | None = None
+        if self.offline_data is None:  # only if validation was switched off
+            raise ConfigError(
+                "DiffCPS has no data: use config.offline_data(data_root=DIR) or input_=DIR/<task>."
+            )
         # One Ray Data iterator per learner (the first update materialises them).
         self._data_iterators = self.offline_data.learner_iterators(len(self.learner_group))
 
