@@ -19,23 +19,18 @@ except in AntMaze, whose terminals are relabelled rewards that occur mid-episode
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from diffcps_ray.data.shards import sha256_file
 from diffcps_ray.envs.tasks import TaskSpec, get_task
 from diffcps_ray.errors import DataError
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 FLAT_KEYS = ("rewards", "terminals", "timeouts")
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_hdf5(path: str | os.PathLike[str], spec: TaskSpec) -> dict[str, np.ndarray]:
@@ -196,7 +191,7 @@ def load_d4rl(
     source = {
         "kind": "d4rl",
         "file": str(path.resolve()),
-        "sha256": sha256_of(path),
+        "sha256": sha256_file(path),
         "rows_in_file": len(arrays["rewards"]),
         "has_timeouts": "timeouts" in arrays,
     }

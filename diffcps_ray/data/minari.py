@@ -14,7 +14,6 @@ downloaded; DATASET_ID may also be a dataset directory.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from diffcps_ray.data.shards import sha256_file
 from diffcps_ray.envs.tasks import TaskSpec, get_task
 from diffcps_ray.errors import DataError
 
@@ -153,15 +153,10 @@ def load_minari(dataset_id: str, task: str) -> tuple[dict[str, np.ndarray], dict
         "kind": "minari",
         "dataset_id": str(metadata.get("dataset_id", dataset_id)),
         "file": str(data_file.resolve()) if data_file.is_file() else str(data_dir.resolve()),
-        "sha256": _sha256(data_file) if data_file.is_file() else None,
+        "sha256": sha256_file(data_file) if data_file.is_file() else None,
         "episodes_in_file": num_episodes,
         # Minari's own reference scores, if any; the manifest's come from the task.
         "minari_ref_min_score": metadata.get("ref_min_score"),
         "minari_ref_max_score": metadata.get("ref_max_score"),
     }
     return transitions, source
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

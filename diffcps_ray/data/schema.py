@@ -9,7 +9,6 @@ Vectors are ``fixed_size_list<float32>``: Ray Data and pyarrow turn them into
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,10 +161,3 @@ def validate_transitions(
                 )
         elif name in INT_COLUMNS and not np.issubdtype(array.dtype, np.integer):
             raise DataError(f"{origin}: key {name!r} has dtype {array.dtype}, not integer.")
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """JSON cannot hold NaN: store a missing reference score as null."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
