@@ -17,8 +17,10 @@ the first one), ``num_gradient_steps`` (cumulative) and ``learners/default_polic
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -198,22 +200,17 @@ class DiffCPS(Algorithm):
             self._num_evaluations = int(own[NUM_EVALUATIONS])
 
 
-class _preserved_rng:  # noqa: N801 - used as a context manager
-    """Run the agent's sampling from a seeded stream and restore its generators after."""
-
-    def __init__(self, agent: Any, seed: int):
-        self._generators = [g for g in vars(agent).values() if isinstance(g, torch.Generator)]
-        self._seed = seed
-        self._saved: list[torch.Tensor] = []
-        self._cpu_state: torch.Tensor | None = None
-
-    def __enter__(self) -> None:
-        self._saved = [g.get_state() for g in self._generators]
-        self._cpu_state = torch.get_rng_state()
-        for offset, generator in enumerate(self._generators):
-            generator.manual_seed(self._seed + offset)
-
-    def __exit__(self, *exc: Any) -> None:
-        for generator, state in zip(self._generators, self._saved, strict=True):
+@contextlib.contextmanager
+def _preserved_rng(agent: Any, seed: int) -> Iterator[None]:
+    """Sample from streams seeded with ``seed``; put the agent's generators back after."""
+    generators = [g for g in vars(agent).values() if isinstance(g, torch.Generator)]
+    saved = [g.get_state() for g in generators]
+    global_state = torch.get_rng_state()
+    for offset, generator in enumerate(generators):
+        generator.manual_seed(seed + offset)
+    try:
+        yield
+    finally:
+        for generator, state in zip(generators, saved, strict=True):
             generator.set_state(state)
-        torch.set_rng_state(self._cpu_state)
+        torch.set_rng_state(global_state)
