@@ -170,3 +170,10 @@ def test_staging_left_by_a_killed_writer_is_cleaned_up(tmp_path):
     (dead / "part-00000.parquet").write_bytes(b"half")
     shards.write_shards(_transitions(100), TASK, tmp_path, "generated")
     assert sorted(p.name for p in tmp_path.iterdir()) == [TASK]
+
+
+def test_source_record_accepts_numpy_scalars_and_paths(tmp_path):
+    source = {"kind": "generated", "seed": np.int64(3), "file": tmp_path / "x.hdf5"}
+    shards.write_shards(_transitions(100), TASK, tmp_path, source)
+    recorded = shards.read_manifest(tmp_path / TASK).source
+    assert recorded == {"kind": "generated", "seed": 3, "file": str(tmp_path / "x.hdf5")}

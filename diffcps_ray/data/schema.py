@@ -84,7 +84,7 @@ class Manifest:
     columns: list[str] = field(default_factory=lambda: list(COLUMNS))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        return json.dumps(asdict(self), indent=2, default=_plain) + "\n"
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], path: Path) -> Manifest:
@@ -102,6 +102,13 @@ class Manifest:
         except (KeyError, TypeError) as error:
             raise DataError(f"{path} is not a valid manifest (problem with {error}).") from None
         return cls(shards=shards, format_version=version, **fields, **optional)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and paths in a source record, as JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
 
 
 _REQUIRED_FIELDS = (

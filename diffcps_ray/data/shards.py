@@ -196,7 +196,11 @@ def write_shards(
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
         (staging / MANIFEST_NAME).write_text(manifest.to_json())
+        # On disk before the rename publishes them, so a crash cannot expose empty files.
+        for path in (*(staging / s.file for s in shards), staging / MANIFEST_NAME, staging):
+            _fsync(path)
         _move_into_place(staging, target, overwrite)
+        _fsync(target.parent)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise DataError(f"Could not write {target}: {error.strerror or error}.") from error
@@ -204,6 +208,14 @@ def write_shards(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _remove_stale_staging(target: Path) -> None:
