@@ -31,6 +31,7 @@ SUPPORTED_FORMAT_VERSIONS = (1,)
 
 # Result metric names (docs/interfaces.md, "/" = nesting in result.json).
 SCORE_KEY = "evaluation/normalized_score"
+SCORE_STD_KEY = "evaluation/normalized_score_std"  # spread over one evaluation's episodes
 RETURN_KEY = "evaluation/episode_return_mean"
 BEST_KEY = "evaluation/best_normalized_score"
 SUCCESS_KEY = "evaluation/success_rate"
@@ -57,6 +58,7 @@ RESULT_COLUMNS = [
     "num_gradient_steps",
     "evaluated",
     "normalized_score",
+    "normalized_score_std",
     "episode_return_mean",
     "best_normalized_score",
     "success_rate",
@@ -238,6 +240,7 @@ def _rows_for_trial(
                 "num_gradient_steps": _as_float(lookup(result, STEPS_KEY)),
                 "evaluated": evaluated,
                 "normalized_score": score,
+                "normalized_score_std": _as_float(lookup(result, SCORE_STD_KEY)),
                 "episode_return_mean": _as_float(lookup(result, RETURN_KEY)),
                 "best_normalized_score": _as_float(lookup(result, BEST_KEY)),
                 "success_rate": _as_float(lookup(result, SUCCESS_KEY)),

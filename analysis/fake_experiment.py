@@ -102,6 +102,7 @@ def _result_lines(trial: FakeTrial, config: dict[str, Any]) -> list[dict[str, An
             best = max(best, score)
             last = {
                 "normalized_score": score,
+                "normalized_score_std": 5.0,
                 "episode_return_mean": score * trial.return_scale,
                 "num_episodes": trial.eval_episodes,
             }

@@ -188,6 +188,7 @@ def test_tidy_results_csv_has_one_row_per_reported_result(experiment_dir: Path) 
     assert row["kappa"] == 0.05 and row["lambda_clip"] == 0.0
     assert row["num_gradient_steps"] == 2000
     assert row["normalized_score"] == 30.0
+    assert row["normalized_score_std"] == 5.0
     assert row["episode_return_mean"] == 60.0  # the fake's return is 2 x score
     assert row["best_normalized_score"] == 30.0
     assert row["evaluation_episodes"] == 10
