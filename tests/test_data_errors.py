@@ -145,3 +145,11 @@ def test_failed_overwrite_keeps_the_old_data(tmp_path, capsys):
     the_error(capsys.readouterr().err)
     assert sorted(p.name for p in (out / "hopper-medium-v2").iterdir()) == before
     assert [p.name for p in out.iterdir()] == ["hopper-medium-v2"]
+
+
+def test_output_root_that_is_a_file(tmp_path, capsys):
+    out = tmp_path / "occupied"
+    out.write_text("not a directory")
+    argv = ["convert", "--d4rl", str(_hopper_file(tmp_path)), "--task", "hopper-medium-v2"]
+    assert run_main(main, [*argv, "--out", str(out)]) == 2
+    assert "Could not create" in the_error(capsys.readouterr().err)

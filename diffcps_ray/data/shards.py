@@ -163,11 +163,14 @@ def write_shards(
     columns = _normalised_columns(transitions)
     num_rows = len(columns["rewards"])
     schema = arrow_schema(spec.obs_dim, spec.act_dim)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(target)
     # Beside the target (same filesystem, so the final rename is atomic), hidden by the dot.
     staging = target.parent / f".{task}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(target)
+        staging.mkdir()
+    except OSError as error:
+        raise DataError(f"Could not create {staging}: {error.strerror or error}.") from None
     try:
         shards = []
         for index, start in enumerate(range(0, num_rows, rows_per_shard)):
