@@ -28,7 +28,7 @@ class StandInAlgorithm:
         self.run = config["run"]
         self.iteration = 0
         self.best = -math.inf
-        if self.run.get("read_data", True):
+        if self.run.get("read_data", False):
             import ray
 
             from diffcps_ray.data.shards import task_dir

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import posixpath
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -220,10 +221,20 @@ def restore(store: ExperimentStore, phase_dir: str, trainable: Any) -> Any:
 
 
 def trial_rows(results: Any, store: ExperimentStore, max_iterations: int) -> list[dict]:
+    """One manifest row per trial of a finished (or restored) Tune experiment.
+
+    A trial's identity and config are read from its own directory (its name and
+    params.json): Result.config is derived from the last reported metrics, which a trial
+    that failed before reporting does not have (with reused actors it may even show
+    another trial's).
+    """
     rows = []
     for result in results:
-        config = result.config or {}
+        trial_id = Path(result.path).name.split("_", 1)[-1]
         metrics = result.metrics or {}
+        if metrics.get("trial_id") not in (None, trial_id):
+            metrics = {}
+        config = read_params(store, result.path) or result.config or {}
         iterations = int(metrics.get("training_iteration", 0) or 0)
         if result.error is not None:
             status = "ERROR"
@@ -231,7 +242,6 @@ def trial_rows(results: Any, store: ExperimentStore, max_iterations: int) -> lis
             status = "TERMINATED"
         else:
             status = "STOPPED_EARLY"
-        trial_id = metrics.get("trial_id") or Path(result.path).name.split("_", 1)[-1]
         rows.append(
             {
                 "phase": config.get("phase"),
@@ -245,11 +255,25 @@ def trial_rows(results: Any, store: ExperimentStore, max_iterations: int) -> lis
                 "iterations": iterations,
                 "score": _number(metric_value(metrics, METRIC)),
                 "best_score": _number(metric_value(metrics, "evaluation/best_normalized_score")),
+                # Episode-to-episode spread of the last evaluation and its episode count.
+                "score_std": _number(metric_value(metrics, "evaluation/normalized_score_std")),
+                "eval_episodes": _number(metric_value(metrics, "evaluation/num_episodes")),
                 "error": None if result.error is None else _one_line(result.error),
                 **({"variant": config["variant"]} if "variant" in config else {}),
             }
         )
     return rows
+
+
+def read_params(store: ExperimentStore, trial_path: str) -> dict[str, Any] | None:
+    """A trial's params.json (Tune writes it when the trial starts), or None."""
+    import json
+
+    try:
+        with store.filesystem.open_input_stream(posixpath.join(trial_path, "params.json")) as f:
+            return json.loads(f.read().decode())
+    except (OSError, ValueError):
+        return None
 
 
 def metric_value(metrics: dict[str, Any], key: str) -> Any:
@@ -400,6 +424,7 @@ class Sweep:
                     max_concurrent_trials=self.concurrent,
                     trial_dirname_creator=trial_dirname,
                     trial_name_creator=trial_name,
+                    reuse_actors=True,  # saves a process start and imports per trial
                 ),
                 run_config=run_config(
                     phase_dir, self.store, self.budget.search,
@@ -426,8 +451,8 @@ class Sweep:
         )
         entry["best_raw"] = None
         if best is not None:
-            raw = next(r.config for r in results if r.config and
-                       r.path and self.store.relative(r.path) == best["path"])
+            path = next(r.path for r in results if self.store.relative(r.path) == best["path"])
+            raw = read_params(self.store, path) or {}
             entry["best_raw"] = {"kappa": raw["kappa"], "lambda_clip": raw["lambda_clip"]}
         self.save()
         errors = sum(r["status"] == "ERROR" for r in rows)
@@ -521,6 +546,7 @@ class Sweep:
                     max_concurrent_trials=self.concurrent,
                     trial_dirname_creator=trial_dirname,
                     trial_name_creator=trial_name,
+                    reuse_actors=True,  # saves a process start and imports per trial
                 ),
                 run_config=run_config(
                     phase_dir, self.store, self.budget.confirm, make_reporter(len(points)),
@@ -546,7 +572,11 @@ class Sweep:
 
 
 def summarise(manifest: dict[str, Any], suite: Suite, episodes: int) -> list[str]:
-    """Lines per task: final score mean +- standard error over seeds vs the behaviour."""
+    """Lines per task: final score mean +- standard error over seeds vs the behaviour.
+
+    The standard error over seeds includes the evaluation noise; the evaluation's own
+    noise (episode spread / sqrt(episodes), per seed) is stated beside it.
+    """
     lines = []
     phase = "ablation" if suite.is_ablation else "confirm"
     by_key: dict[tuple[str, str], list[dict]] = {}
@@ -556,19 +586,28 @@ def summarise(manifest: dict[str, Any], suite: Suite, episodes: int) -> list[str
         variant = ",".join(f"{k}={v}" for k, v in (row.get("variant") or {}).items())
         by_key.setdefault((row["task"], variant), []).append(row)
     for (task, variant), rows in by_key.items():
-        scores = [r["score"] for r in rows if r["score"] is not None and r["status"] != "ERROR"]
-        failed = len(rows) - len(scores)
+        ok = [r for r in rows if r["score"] is not None and r["status"] != "ERROR"]
+        failed = len(rows) - len(ok)
         label = f"{task}{' ' + variant if variant else ''}"
-        if not scores:
+        if not ok:
             lines.append(f"{label}: every {phase} trial failed.")
             continue
+        scores = [r["score"] for r in ok]
         mean = statistics.fmean(scores)
-        sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
-        best = [r["best_score"] for r in rows if r["best_score"] is not None]
+        sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else math.nan
+        eval_noise = [
+            r["score_std"] / math.sqrt(r["eval_episodes"])
+            for r in ok
+            if r.get("score_std") is not None and r.get("eval_episodes")
+        ]
         line = (
             f"{label}: final normalised score {mean:.1f} +- {sem:.1f} (mean +- standard error "
-            f"over {len(scores)} seeds, {episodes} evaluation episodes each)"
+            f"over {len(scores)} seeds; each seed evaluated on {episodes} episodes"
         )
+        if eval_noise:
+            line += f", evaluation noise +-{statistics.fmean(eval_noise):.1f} per seed"
+        line += ")"
+        best = [r["best_score"] for r in ok if r.get("best_score") is not None]
         if best:
             line += f"; best-of-run {statistics.fmean(best):.1f}"
         entry = suite.tasks.get(task)
@@ -576,11 +615,13 @@ def summarise(manifest: dict[str, Any], suite: Suite, episodes: int) -> list[str
             diff = mean - entry.behaviour_score
             verdict = "above" if diff > 0 else "below"
             line += (
-                f"; {abs(diff):.1f} points {verdict} the data's behaviour "
+                f"; {abs(diff):.1f} points {verdict} the data's behaviour policy "
                 f"({entry.behaviour_score:.0f})"
             )
-            if sem == sem and sem > 0:
-                line += f", {abs(diff) / sem:.1f} standard errors"
+            spread = sem if math.isfinite(sem) and sem > 0 else (
+                statistics.fmean(eval_noise) if eval_noise else math.nan)
+            if math.isfinite(spread) and spread > 0:
+                line += f", {abs(diff) / spread:.1f} standard errors"
         if failed:
             line += f"; {failed} trial(s) failed"
         lines.append(line + ".")

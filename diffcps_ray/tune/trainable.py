@@ -34,9 +34,13 @@ _TRAINABLE_KEYS = frozenset(
     }
 )
 NAN_MARKER = "nonfinite_metric.txt"
-# Result sections whose numbers must stay finite (evaluation scores may legitimately be NaN
-# before the first evaluation, so they are not checked).
-CHECKED_SECTIONS = ("learners",)
+# The agent's training metrics (docs/interfaces.md) that must stay finite. Not every
+# learner metric: RLlib reports some as NaN on purpose (num_trainable_parameters), and
+# evaluation scores are NaN before the first evaluation.
+CHECKED_METRICS = (
+    "critic_loss", "diffusion_loss", "actor_loss", "q_loss", "lambda", "lambda_clamped",
+    "q_mean", "critic_grad_norm", "actor_grad_norm",
+)
 
 
 class NonFiniteMetricError(DiffCPSError):
@@ -84,6 +88,20 @@ class DiffCPSTrial(tune.Trainable):
             raise NonFiniteMetricError(marker.read_text().strip())
         self.algorithm = self.build_algorithm(config)
 
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Reuse this actor for the next trial (TuneConfig(reuse_actors=True)).
+
+        Starting a trial actor costs a process and the torch/Ray/RLlib imports (seconds on a
+        small machine); a fresh Algorithm in the same process costs only its build.
+        """
+        self.cleanup()
+        self.algorithm = None
+        marker = self._marker_path()
+        if marker is not None and marker.is_file():
+            raise NonFiniteMetricError(marker.read_text().strip())
+        self.algorithm = self.build_algorithm(new_config)
+        return True
+
     def build_algorithm(self, config: dict[str, Any]) -> AlgorithmLike:
         from diffcps_ray.tune.bridge import build_diffcps
 
@@ -92,8 +110,12 @@ class DiffCPSTrial(tune.Trainable):
     def step(self) -> dict[str, Any]:
         raw = self.algorithm.train()
         result = {k: v for k, v in raw.items() if k not in _TRAINABLE_KEYS}
-        for section in CHECKED_SECTIONS:
-            found = first_nonfinite({section: result.get(section, {})})
+        learners = result.get("learners") or {}
+        for module, metrics in learners.items():
+            if not isinstance(metrics, Mapping):
+                continue
+            checked = {k: metrics[k] for k in CHECKED_METRICS if k in metrics}
+            found = first_nonfinite(checked, f"learners/{module}/")
             if found:
                 name, value = found
                 message = (
@@ -118,6 +140,7 @@ class DiffCPSTrial(tune.Trainable):
         algorithm = getattr(self, "algorithm", None)
         if algorithm is not None:
             algorithm.stop()
+            self.algorithm = None
 
     def _marker_path(self) -> Path | None:
         # The trial's local directory on this node (cwd is the trial dir under Tune).
