@@ -241,7 +241,9 @@ def plot_performance_profile(
     if final.size == 0:
         return False, 0
     top = max(100.0, float(np.nanmax(best)) * 1.05)
-    tau = np.linspace(min(0.0, float(np.nanmin(final))), top, 201)
+    # Start below the lowest score so every profile starts at 1 ("score > tau" is strict).
+    bottom = min(0.0, float(np.nanmin(final)), float(np.nanmin(best))) - 1.0
+    tau = np.linspace(bottom, top, 201)
     profiles, cis = performance_profiles(
         {"best-of-run": best, "final": final}, tau, reps=reps, seed=seed
     )
