@@ -119,6 +119,36 @@ def test_converted_d4rl_locomotion_file(ray_session, hopper_root):
     assert "success_rate" not in result["evaluation"]  # not a goal task
 
 
+def test_converted_minari_antmaze_evaluates_in_its_recorded_env(
+    ray_session, tmp_path, monkeypatch, caplog
+):
+    import warnings
+
+    from diffcps_ray.data.__main__ import main as data_main
+    from tests.test_minari_eval_env import ENV_ID, EVAL_STEPS, write_minari_antmaze
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_minari_antmaze("test/antmaze/umaze-v1", with_eval_env=True)
+    assert data_main(["convert", "--minari", "test/antmaze/umaze-v1", "--task",
+                      "antmaze-umaze-v2", "--out", str(tmp_path / "data")]) == 0
+    config = small_config("antmaze-umaze-v2", tmp_path / "data").evaluation(eval_interval=1)
+    with caplog.at_level("WARNING", logger="diffcps_ray.rllib.algorithm"):
+        algo = config.build_algo()
+    try:
+        result = algo.train()
+        spec = algo.evaluation_task
+    finally:
+        algo.stop()
+    # Not the D4RL-matching simulator: the env the data recorded, with its time limit.
+    assert spec.eval_env.id == ENV_ID and spec.max_episode_steps == EVAL_STEPS
+    lines = [r.getMessage() for r in caplog.records if ENV_ID in r.getMessage()]
+    assert len(lines) == 1 and "antmaze-umaze-v2" in lines[0]
+    evaluation = result["evaluation"]
+    assert evaluation["normalized_score"] == 100 * evaluation["success_rate"]
+
+
 def test_streaming_split_gives_learners_disjoint_shares(ray_session, pointmaze_root):
     dataset = read_dataset(pointmaze_root / POINTMAZE)
     iterators = split_for_learners(dataset, 2)

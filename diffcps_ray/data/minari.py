@@ -8,6 +8,12 @@ terminated nor was truncated (the data ended) counts as truncated too. Dict obse
 are flattened by concatenating the task's ``minari_obs_keys`` in order (AntMaze:
 achieved_goal then observation, D4RL's 29-dim layout).
 
+The dataset's evaluation env (metadata's ``eval_env_spec``, else ``env_spec``) goes into
+the source record as ``eval_env`` (see ``diffcps_ray.envs.recorded``), which write_shards
+stores as the manifest's ``eval_env``: Minari's D4RL AntMaze ports were recorded in
+gymnasium-robotics' AntMaze (other physics and frame than D4RL's), so a policy trained on
+them is evaluated there, not in the task's D4RL-matching simulator.
+
 The datasets are read from MINARI_DATASETS_PATH (default ~/.minari/datasets) and never
 downloaded; DATASET_ID may also be a dataset directory.
 """
@@ -124,6 +130,30 @@ def _episode_columns(episode: Any, spec: TaskSpec, where: str) -> dict[str, np.n
     }
 
 
+def eval_env_record(
+    metadata: Mapping[str, Any], observation_space: Any, spec: TaskSpec, where: str
+) -> dict[str, Any] | None:
+    """The manifest record of a dataset's evaluation env, or None if it names none.
+
+    Dict observations are flattened with the task's ``minari_obs_keys`` (the converter's
+    own order), so evaluation observations match the data's columns.
+    """
+    from gymnasium import spaces
+
+    from diffcps_ray.envs.recorded import record_from_env_spec_json
+
+    spec_json = metadata.get("eval_env_spec") or metadata.get("env_spec")
+    if not spec_json:
+        return None
+    obs_keys = spec.minari_obs_keys if isinstance(observation_space, spaces.Dict) else ()
+    try:
+        return record_from_env_spec_json(spec_json, obs_keys).to_record()
+    except DataError as error:
+        raise DataError(f"{where}: {error}") from None
+    except (ValueError, TypeError) as error:  # json's decode errors are ValueErrors
+        raise DataError(f"{where}: its evaluation env spec is not valid JSON ({error}).") from None
+
+
 def load_minari(dataset_id: str, task: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Transitions of a local Minari dataset for ``task`` and the manifest's source record."""
     spec = get_task(task)
@@ -158,5 +188,8 @@ def load_minari(dataset_id: str, task: str) -> tuple[dict[str, np.ndarray], dict
         # Minari's own reference scores, if any; the manifest's come from the task.
         "minari_ref_min_score": metadata.get("ref_min_score"),
         "minari_ref_max_score": metadata.get("ref_max_score"),
+        "eval_env": eval_env_record(
+            metadata, dataset.observation_space, spec, f"Minari dataset {dataset_id!r}"
+        ),
     }
     return transitions, source

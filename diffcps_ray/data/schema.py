@@ -82,6 +82,10 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     created: str = ""
     columns: list[str] = field(default_factory=lambda: list(COLUMNS))
+    # The env the data names for evaluation (diffcps_ray.envs.recorded's record, e.g. a
+    # Minari dataset's eval_env_spec); None: the task's own simulator. Optional in the
+    # file, so manifests written before it existed still load.
+    eval_env: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=_plain) + "\n"
@@ -98,9 +102,14 @@ class Manifest:
         try:
             shards = [ShardInfo(**shard) for shard in raw["shards"]]
             fields = {k: raw[k] for k in _REQUIRED_FIELDS}
-            optional = {k: raw[k] for k in ("compression", "created", "columns") if k in raw}
+            optional = {
+                k: raw[k] for k in ("compression", "created", "columns", "eval_env") if k in raw
+            }
         except (KeyError, TypeError) as error:
             raise DataError(f"{path} is not a valid manifest (problem with {error}).") from None
+        eval_env = optional.get("eval_env")
+        if eval_env is not None and not isinstance(eval_env, dict):
+            raise DataError(f"{path} is not a valid manifest ('eval_env' is not an object).")
         return cls(shards=shards, format_version=version, **fields, **optional)
 
 

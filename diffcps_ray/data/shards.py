@@ -143,7 +143,9 @@ def write_shards(
     """Validate ``transitions`` for ``task`` and write them to ``DATA_ROOT/<task>``.
 
     ``source`` is a kind ("d4rl", "minari", "generated") or a dict with ``kind`` and
-    details (file, sha256, dataset id) recorded in the manifest. ``origin`` names the
+    details (file, sha256, dataset id) recorded in the manifest; its ``eval_env`` entry,
+    if any (the Minari reader's evaluation env record), becomes the manifest's own
+    ``eval_env`` field, checked before anything is written. ``origin`` names the
     input in error sentences (defaults to the source's file or kind). Nothing is created
     before validation passes; the shards appear in one rename at the end. An existing
     task directory is refused unless ``overwrite``, and then replaced in one step.
@@ -152,7 +154,13 @@ def write_shards(
 
     spec = get_task(task)
     source_info = {"kind": source} if isinstance(source, str) else dict(source)
+    eval_env = source_info.pop("eval_env", None)
     origin = origin or str(source_info.get("file") or source_info.get("kind"))
+    if eval_env is not None:
+        from diffcps_ray.envs.recorded import RecordedEnv
+
+        # Normalised through the parser, so a bad record fails here, not at evaluation.
+        eval_env = RecordedEnv.from_record(eval_env, f"{origin}'s evaluation env").to_record()
     if rows_per_shard < 1:
         raise DataError(f"rows_per_shard must be at least 1, got {rows_per_shard}.")
     validate_transitions(transitions, spec.obs_dim, spec.act_dim, origin=origin, task=task)
@@ -197,6 +205,7 @@ def write_shards(
             shards=shards,
             rows_per_shard=rows_per_shard,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            eval_env=eval_env,
         )
         (staging / MANIFEST_NAME).write_text(manifest.to_json())
         # On disk before the rename publishes them, so a crash cannot expose empty files.

@@ -4,6 +4,9 @@ Episode k is always reset with the k-th seed drawn from ``seed``, so the episode
 for a deterministic per-row policy, the results) do not depend on ``num_envs``. Envs are
 cached per task and reused across calls (every episode reseeds its env, so reuse does
 not change results) because building a MuJoCo maze model costs tens of milliseconds.
+
+A task whose data recorded its own evaluation env (``TaskSpec.with_eval_env``) runs
+through this same loop in that env; its score is the success rate x 100.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from diffcps_ray.errors import ConfigError
 ActFn = Callable[[np.ndarray], Any]  # (B, obs_dim) float32 -> (B, act_dim) array-like
 DEFAULT_NUM_ENVS = 10
 
-_ENV_CACHE: dict[str, list[Any]] = {}
+# Keyed by task, recorded env and time limit: one task may be evaluated in several envs.
+_ENV_CACHE: dict[tuple[str, Any, int], list[Any]] = {}
 
 
 def _envs_for(spec: TaskSpec, count: int) -> list[Any]:
-    envs = _ENV_CACHE.setdefault(spec.name, [])
+    envs = _ENV_CACHE.setdefault((spec.name, spec.eval_env, spec.max_episode_steps), [])
     while len(envs) < count:
         envs.append(spec.make_env())
     return envs[:count]
@@ -54,7 +58,8 @@ def evaluate_policy(
 
     Returns normalized_score (of the mean return), normalized_score_std (across episodes),
     episode_return_mean/std, episode_length_mean, num_episodes and, for goal tasks,
-    success_rate (the share of episodes that reached the goal at least once).
+    success_rate (the share of episodes that reached the goal at least once). In a
+    recorded goal env (``spec.scores_success``) the normalised scores are 100 x success.
     """
     spec = get_task(task) if isinstance(task, str) else task
     if num_episodes < 1:
@@ -106,9 +111,14 @@ def evaluate_policy(
             else:
                 obs[slot] = next_obs
 
-    normalized = np.array([spec.normalized_score(r) for r in returns])
+    if spec.scores_success:
+        normalized = 100.0 * successes.astype(np.float64)
+        score = float(normalized.mean())
+    else:
+        normalized = np.array([spec.normalized_score(r) for r in returns])
+        score = float(spec.normalized_score(returns.mean()))
     result = {
-        "normalized_score": float(spec.normalized_score(returns.mean())),
+        "normalized_score": score,
         "normalized_score_std": float(normalized.std()),
         "episode_return_mean": float(returns.mean()),
         "episode_return_std": float(returns.std()),

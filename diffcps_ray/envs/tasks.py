@@ -8,16 +8,20 @@ Simulators are imported only inside ``make_env`` so that importing the registry 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from diffcps_ray.errors import UnknownTaskError
 
 if TYPE_CHECKING:
     import gymnasium as gym
+
+    from diffcps_ray.envs.recorded import RecordedEnv
 
 FAMILIES = ("locomotion", "antmaze", "pointmaze")
 REFERENCE_SCORES_PATH = Path(__file__).with_name("reference_scores.json")
@@ -42,18 +46,63 @@ class TaskSpec:
     env_name: str = ""
     # Minari dict observations are flattened by concatenating these keys in this order.
     minari_obs_keys: tuple[str, ...] = field(default_factory=tuple)
+    # The env the task's data names for evaluation (a Minari dataset's eval_env_spec, via
+    # the manifest); None: our own simulator above. Set with ``with_eval_env``.
+    eval_env: RecordedEnv | None = None
 
     @property
     def is_goal_task(self) -> bool:
         """Goal-reaching tasks report a success rate besides the return."""
         return self.family in ("antmaze", "pointmaze")
 
+    @property
+    def scores_success(self) -> bool:
+        """Score = success rate x 100 rather than the normalised return.
+
+        Only in a recorded env: its rewards (e.g. Minari AntMaze's continuing sparse
+        reward) need not be the 0/1 returns the task's reference scores assume.
+        """
+        return self.eval_env is not None and self.is_goal_task
+
+    @property
+    def eval_env_label(self) -> str:
+        """Which env evaluates this task, in words (for log lines)."""
+        if self.eval_env is not None:
+            return f"{self.eval_env.describe()} (recorded with the data)"
+        return f"the task's own {self.family} simulator ({self.env_name})"
+
+    def with_eval_env(self, record: RecordedEnv | Mapping[str, Any] | None) -> TaskSpec:
+        """This task evaluated in a recorded env (a manifest's ``eval_env``); None: self.
+
+        The episode length becomes the record's time limit where it has one.
+        """
+        if record is None:
+            return self
+        from diffcps_ray.envs.recorded import RecordedEnv
+
+        recorded = record if isinstance(record, RecordedEnv) else RecordedEnv.from_record(record)
+        return dataclasses.replace(
+            self,
+            eval_env=recorded,
+            max_episode_steps=recorded.max_episode_steps or self.max_episode_steps,
+        )
+
     def make_env(self, seed: int | None = None) -> gym.Env:
         """A fresh evaluation env: flat float32 observations of obs_dim, actions in [-1, 1].
 
         ``seed`` seeds the env's first reset (later resets continue its RNG stream).
         """
-        if self.family == "locomotion":
+        if self.eval_env is not None:
+            from diffcps_ray.envs.recorded import make_recorded_env
+
+            env = make_recorded_env(
+                self.eval_env,
+                self.obs_dim,
+                self.act_dim,
+                self.max_episode_steps,
+                goal_task=self.is_goal_task,
+            )
+        elif self.family == "locomotion":
             from diffcps_ray.envs.locomotion import make_locomotion_env
 
             env = make_locomotion_env(self.env_name, self.max_episode_steps)

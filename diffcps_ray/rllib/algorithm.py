@@ -7,7 +7,8 @@ One ``train()`` call:
 2. every ``eval_interval`` iterations, an evaluation in the task's simulator: batched
    episodes over several envs with batched inference through the RLModule
    (``diffcps_ray.envs.evaluate.evaluate_policy``), in this process, with the current
-   weights.
+   weights. Data that recorded their own evaluation env (a converted Minari dataset's
+   manifest ``eval_env``) are evaluated there instead of in the task's simulator.
 
 Result keys (docs/interfaces.md): ``evaluation/normalized_score``,
 ``evaluation/episode_return_mean``, ``evaluation/best_normalized_score``,
@@ -18,10 +19,11 @@ the first one), ``num_gradient_steps`` (cumulative) and ``learners/default_polic
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +44,9 @@ from diffcps_ray.errors import ConfigError
 from diffcps_ray.rllib.config import DiffCPSConfig
 from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
 
+if TYPE_CHECKING:
+    from diffcps_ray.envs.tasks import TaskSpec
+
 NUM_GRADIENT_STEPS = "num_gradient_steps"
 NORMALIZED_SCORE = "normalized_score"
 BEST_NORMALIZED_SCORE = "best_normalized_score"
@@ -49,6 +54,8 @@ EPISODE_RETURN_MEAN = "episode_return_mean"
 SUCCESS_RATE = "success_rate"
 NUM_EVALUATIONS = "num_evaluations"
 _STATE_KEY = "diffcps"
+
+logger = logging.getLogger(__name__)
 
 
 class DiffCPS(Algorithm):
@@ -73,6 +80,29 @@ class DiffCPS(Algorithm):
             )
         # One Ray Data iterator per learner (the first update materialises them).
         self._data_iterators = self.offline_data.learner_iterators(len(self.learner_group))
+        self._eval_spec = self._evaluation_task()
+
+    def _evaluation_task(self) -> TaskSpec:
+        """The task's spec, evaluated in the data's own env where its manifest names one."""
+        from diffcps_ray.data.shards import read_manifest
+
+        spec = self.config.task_spec
+        manifest = read_manifest(self.config.resolved_input())
+        if manifest.eval_env is None:
+            return spec
+        eval_spec = spec.with_eval_env(manifest.eval_env)
+        scoring = "; the score is the success rate x 100" if eval_spec.scores_success else ""
+        # A warning so it shows without logging set up: these scores are not D4RL's.
+        logger.warning(
+            "DiffCPS evaluates %s in %s, not in the task's own simulator%s.",
+            spec.name, eval_spec.eval_env_label, scoring,
+        )
+        return eval_spec
+
+    @property
+    def evaluation_task(self) -> TaskSpec:
+        """The TaskSpec evaluations run in (the task's, or the data's recorded env)."""
+        return self._eval_spec
 
     @property
     def num_gradient_steps(self) -> int:
@@ -126,7 +156,7 @@ class DiffCPS(Algorithm):
         # The evaluation draws its candidates from its own RNG stream: training continues
         # exactly as it would have without the evaluation.
         with _preserved_rng(module.agent, seed):
-            result = evaluate_policy(config.task_spec, act, episodes, seed,
+            result = evaluate_policy(self._eval_spec, act, episodes, seed,
                                      num_envs=config.eval_num_envs)
         result["time_s"] = time.perf_counter() - start
         self._num_evaluations += 1
