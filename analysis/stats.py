@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rliable import library as rliable_library
+from rliable import metrics as rliable_metrics
 
 from analysis.experiment import Experiment
 from analysis.paper_numbers import paper_number
-from analysis.rliable_compat import import_rliable
 
 SUITE_AVERAGE_LABEL = "suite average"
 CONFIDENCE = 0.95
@@ -184,7 +185,6 @@ def iqm_with_ci(
     scores form rliable's (runs x tasks) matrix; with unequal counts each task is passed
     as its own array (rliable's independent stratified bootstrap) and pooled for the IQM.
     """
-    library, metrics = import_rliable()
     arrays = [np.asarray(s, dtype=float) for s in per_task_scores]
     arrays = [a[np.isfinite(a)] for a in arrays]
     arrays = [a for a in arrays if a.size]
@@ -196,16 +196,17 @@ def iqm_with_ci(
         data = np.stack(arrays, axis=1)
 
         def func(matrix: np.ndarray) -> np.ndarray:
-            return np.array([metrics.aggregate_iqm(matrix)])
+            return np.array([rliable_metrics.aggregate_iqm(matrix)])
 
     else:
         data = [a.reshape(-1, 1) for a in arrays]
 
         def func(*columns: np.ndarray) -> np.ndarray:
-            return np.array([metrics.aggregate_iqm(np.concatenate([c.ravel() for c in columns]))])
+            pooled = np.concatenate([c.ravel() for c in columns])
+            return np.array([rliable_metrics.aggregate_iqm(pooled)])
 
     with _seeded_numpy_global(seed), np.errstate(all="ignore"):
-        points, intervals = library.get_interval_estimates(
+        points, intervals = rliable_library.get_interval_estimates(
             {"scores": data}, func, reps=reps, confidence_interval_size=confidence
         )
     point = float(points["scores"][0])
@@ -344,9 +345,8 @@ def performance_profiles(
     score_matrices: dict[str, np.ndarray], tau_list: np.ndarray, reps: int = 2000, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """rliable's score-distribution profiles with their stratified-bootstrap CIs."""
-    library, _ = import_rliable()
     with _seeded_numpy_global(seed), np.errstate(all="ignore"):
-        return library.create_performance_profile(score_matrices, tau_list, reps=reps)
+        return rliable_library.create_performance_profile(score_matrices, tau_list, reps=reps)
 
 
 ABLATION_COLUMNS = [
