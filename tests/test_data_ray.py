@@ -75,11 +75,17 @@ def test_streaming_split_shares_cover_the_data_once(ray_session, converted):
     out, expected = converted
     dataset = shards.read_dataset(out / "hopper-medium-v2")
     # Split iterators must be consumed concurrently (one per learner), as RLlib does.
+    # equal=True as the learners use it: Ray Data may pack small shards into one block,
+    # and an unequal split could then hand one learner nothing.
+    splits = dataset.streaming_split(2, equal=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(shards.materialize, it) for it in dataset.streaming_split(2)]
+        futures = [pool.submit(shards.materialize, it) for it in splits]
         parts = [future.result(timeout=60) for future in futures]
     rows = sum(len(p["rewards"]) for p in parts)
-    assert rows == len(expected["hopper-medium-v2"]["rewards"])
+    total = len(expected["hopper-medium-v2"]["rewards"])
+    # Equal shares drop at most one row of an odd total.
+    assert len(parts[0]["rewards"]) == len(parts[1]["rewards"])
+    assert total - 1 <= rows <= total
     keys = np.concatenate([p["eps_id"].numpy() * 10_000 + p["t"].numpy() for p in parts])
     assert len(np.unique(keys)) == rows
     # Torch batches work too: no string partition column sneaks in.
