@@ -219,3 +219,23 @@ def test_searcher_seed_is_stable() -> None:
         "pointmaze", "pointmaze-umaze"
     )
     assert searcher_seed("a", "x") != searcher_seed("a", "y")
+
+
+def test_bridge_builds_the_trials_diffcps_config() -> None:
+    from diffcps_ray.tune.bridge import algorithm_config
+
+    config = {
+        "phase": "ablation", "task": "antmaze-large-play-v2", "kappa": 0.1,
+        "lambda_clip": 0.001, "seed": 3, "settings": {"T": 15},
+        "run": {"data_root": "/nowhere", "steps_per_iteration": 7, "eval_interval": 2,
+                "eval_episodes": 4, "lambda_clip_zero_below": 0.001, "num_gpus": 0.0},
+    }
+    algo_config = algorithm_config(config)
+    settings = algo_config.get_diffcps_settings()
+    assert settings.T == 15 and settings.kappa == 0.1
+    assert settings.lambda_clip == 0.0  # the floor runs as exactly 0
+    assert settings.freq == 4 and settings.max_q_backup  # the task's table row is kept
+    assert settings.eval_episodes == 4
+    assert algo_config.resolved_gradient_steps == 7
+    assert algo_config.resolved_eval_interval == 2
+    assert algo_config.seed == 3 and algo_config.num_learners == 0

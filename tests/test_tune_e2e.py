@@ -31,7 +31,7 @@ def _tune(*args: str, timeout: int = 420) -> subprocess.CompletedProcess[str]:
 def test_smoke_sweep_from_the_command_line(tmp_path: Path) -> None:
     args = ["--suite", "pointmaze", "--budget", "smoke", "--data-root", str(tmp_path / "data"),
             "--storage", str(tmp_path / "runs"), "--name", "smoke", "--num-samples", "2",
-            "--seeds", "2"]
+            "--seeds", "1"]
     done = _tune(*args)
     assert done.returncode == 0, done.stderr[-4000:]
     # Data were generated with progress shown; Tune's reporter showed our columns.
@@ -40,7 +40,7 @@ def test_smoke_sweep_from_the_command_line(tmp_path: Path) -> None:
     assert "final normalised score" in done.stdout
     manifest = json.loads((tmp_path / "runs" / "smoke" / "experiment.json").read_text())
     assert [t["phase"] for t in manifest["trials"]].count("search") == 2
-    assert [t["phase"] for t in manifest["trials"]].count("confirm") == 2
+    assert [t["phase"] for t in manifest["trials"]].count("confirm") == 1
     for row in manifest["trials"]:
         assert row["status"] in ("TERMINATED", "STOPPED_EARLY"), row
         assert row["score"] is not None

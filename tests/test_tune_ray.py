@@ -261,3 +261,24 @@ def test_trials_filling_the_cpus_leave_room_for_ray_data(ray_session, tmp_path, 
                          trainable=trainable).run()
     assert len(manifest["trials"]) == 4
     assert all(t["status"] != "ERROR" for t in manifest["trials"])
+
+
+def test_an_ablation_grid_runs_every_value_with_the_paper_config(
+    ray_session, tmp_path, data_root
+):
+    import dataclasses
+
+    from diffcps_ray.tune.suites import load_suite
+
+    ablation = load_suite("ablation-T", base_override="pointmaze")
+    ablation = dataclasses.replace(ablation, budgets=tiny_suite().budgets)
+    opts = tiny_options(tmp_path, data_root, suite="ablation-T", base="pointmaze", seeds=1)
+    with _Timeout(240):
+        manifest = Sweep(ablation, opts, "test", resume=False, trainable=StandInTrial).run()
+    rows = manifest["trials"]
+    assert {t["phase"] for t in rows} == {"ablation"}
+    assert sorted(t["variant"]["T"] for t in rows) == [5, 15, 20]
+    assert all(t["kappa"] == 0.05 and t["lambda_clip"] == 0.0 for t in rows)
+    for row in rows:
+        params = json.loads((tmp_path / "runs" / "exp" / row["path"] / "params.json").read_text())
+        assert params["settings"]["T"] == row["variant"]["T"]

@@ -36,6 +36,8 @@ MODE = "max"
 SEARCH_SEED = 0  # every search trial trains with this seed; confirmation uses 1..N
 MAX_FAILURES = 2  # retries per trial (worker death, node loss) from its last checkpoint
 CHECKPOINTS_KEPT = 2
+# rllib-notes.md: about 2.3-2.6 GB of RAM per DiffCPS Algorithm across Ray's processes.
+MEMORY_PER_TRIAL = 2.6e9
 
 
 @dataclass
@@ -157,14 +159,23 @@ def concurrency(opts: SweepOptions) -> int:
     """How many trials may run at once: the CPUs (and GPUs) left after Ray Data's share."""
     import ray
 
+    resources = ray.cluster_resources()
+    if opts.gpus_per_trial > 0 and float(resources.get("GPU", 0)) < opts.gpus_per_trial:
+        # Trials would wait forever for a GPU that never comes.
+        raise DiffCPSError(
+            f"--gpus-per-trial is {opts.gpus_per_trial} but the Ray cluster has "
+            f"{resources.get('GPU', 0):g} GPUs."
+        )
     if opts.max_concurrent:
         return opts.max_concurrent
-    resources = ray.cluster_resources()
     cpus = float(resources.get("CPU", 1)) - opts.data_cpus
     limit = max(1, int(cpus // max(opts.cpus_per_trial, 1e-9)))
     if opts.gpus_per_trial > 0:
         gpus = float(resources.get("GPU", 0))
         limit = min(limit, max(1, int(gpus // opts.gpus_per_trial + 1e-9)))
+    if resources.get("memory"):
+        # Many cores and little RAM: trials would be killed by Ray's memory monitor.
+        limit = min(limit, max(1, int(float(resources["memory"]) // MEMORY_PER_TRIAL)))
     return limit
 
 
