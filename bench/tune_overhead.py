@@ -3,8 +3,10 @@
 Runs ``python -m diffcps_ray.tune --suite pointmaze --budget smoke`` (the real DiffCPS
 trainable) in a temporary directory, then reads every trial's result.json:
 
-- train_s: time inside the trials' training iterations (Algorithm.train minus evaluation),
+- train_s: time in gradient steps (each iteration's steps / the learner's steps_per_s),
 - eval_s: time inside simulator evaluations (the Algorithm's own evaluation timer),
+- iteration_other_s: the rest of Algorithm.train (mostly the first iteration's Ray Data
+  read and materialisation, RLlib's bookkeeping),
 - inside_share: (train_s + eval_s) / (wall_s x concurrent trial slots),
 - orchestration_share: the rest (Ray start, trial actors, Algorithm builds, Ray Data
   start-up, checkpoints, Tune's loop, both phases' set-up).
@@ -25,13 +27,14 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def trial_times(experiment: Path, manifest: dict) -> tuple[float, float, int]:
-    """Summed (train_s, eval_s, gradient steps) over every trial of the experiment."""
-    train_s = eval_s = 0.0
+def trial_times(experiment: Path, manifest: dict) -> tuple[float, float, float, int]:
+    """Summed (train_s, eval_s, other_s, gradient steps) over every trial."""
+    train_s = eval_s = other_s = 0.0
     steps = 0
     for row in manifest["trials"]:
         lines = (experiment / row["path"] / "result.json").read_text().splitlines()
         evaluations_seen = 0
+        steps_before = 0
         for line in lines:
             result = json.loads(line)
             evaluation = result.get("evaluation", {})
@@ -41,11 +44,16 @@ def trial_times(experiment: Path, manifest: dict) -> tuple[float, float, int]:
             if count > evaluations_seen:  # a fresh evaluation ran in this iteration
                 this_eval = float(evaluation.get("time_s", 0.0) or 0.0)
                 evaluations_seen = count
+            steps_now = int(result.get("num_gradient_steps", 0))
+            rate = float(result.get("learners", {}).get("default_policy", {})
+                         .get("steps_per_s", 0.0) or 0.0)
+            gradient_s = (steps_now - steps_before) / rate if rate > 0 else 0.0
+            steps_before = steps_now
             eval_s += this_eval
-            train_s += max(0.0, step_s - this_eval)
-        if lines:
-            steps += int(json.loads(lines[-1]).get("num_gradient_steps", 0))
-    return train_s, eval_s, steps
+            train_s += gradient_s
+            other_s += max(0.0, step_s - this_eval - gradient_s)
+        steps += steps_before
+    return train_s, eval_s, other_s, steps
 
 
 def main(argv: list[str]) -> int:
@@ -69,7 +77,7 @@ def main(argv: list[str]) -> int:
     wall_s = time.perf_counter() - start
     experiment = root / "runs" / name
     manifest = json.loads((experiment / "experiment.json").read_text())
-    train_s, eval_s, steps = trial_times(experiment, manifest)
+    train_s, eval_s, other_s, steps = trial_times(experiment, manifest)
     slots = int(manifest["options"].get("max_concurrent") or (os.cpu_count() or 1))
     inside = (train_s + eval_s) / (wall_s * slots)
     print(json.dumps({
@@ -80,6 +88,7 @@ def main(argv: list[str]) -> int:
         "wall_s": round(wall_s, 2),
         "train_s": round(train_s, 2),
         "eval_s": round(eval_s, 2),
+        "iteration_other_s": round(other_s, 2),
         "gradient_steps": steps,
         "inside_share": round(inside, 4),
         "orchestration_share": round(1.0 - inside, 4),
