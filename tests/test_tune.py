@@ -239,3 +239,17 @@ def test_bridge_builds_the_trials_diffcps_config() -> None:
     assert algo_config.resolved_gradient_steps == 7
     assert algo_config.resolved_eval_interval == 2
     assert algo_config.seed == 3 and algo_config.num_learners == 0
+
+
+def test_an_interrupted_fit_is_told_apart_from_a_finished_one() -> None:
+    from types import SimpleNamespace
+
+    from diffcps_ray.tune.sweep import interrupted
+
+    def grid(*statuses: str) -> SimpleNamespace:
+        trials = [SimpleNamespace(status=s) for s in statuses]
+        return SimpleNamespace(_experiment_analysis=SimpleNamespace(trials=trials))
+
+    assert not interrupted(grid("TERMINATED", "ERROR"), expected=2)
+    assert interrupted(grid("TERMINATED", "RUNNING"), expected=2)  # Ctrl-C mid-trial
+    assert interrupted(grid("TERMINATED"), expected=2)  # Ctrl-C before the 2nd started

@@ -324,6 +324,19 @@ def _one_line(error: BaseException) -> str:
     return type(error).__name__
 
 
+def interrupted(results: Any, expected: int) -> bool:
+    """Whether Tune returned early (Ctrl-C / SIGUSR1): fewer trials, or some unfinished.
+
+    Tuner.fit returns normally after a stop signal, with the experiment saved for restore.
+    """
+    analysis = getattr(results, "_experiment_analysis", None)
+    trials = getattr(analysis, "trials", None)
+    if trials is None:
+        return len(results) < expected
+    finished = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+    return len(finished) < expected
+
+
 def pick_best(rows: list[dict]) -> dict | None:
     """The best trial by its last score, preferring trials that ran the full length."""
     scored = [r for r in rows if r["status"] != "ERROR" and r["score"] is not None]
@@ -450,6 +463,7 @@ class Sweep:
         }
         self.save()
         results = tuner.fit()
+        self.stop_if_interrupted(results, self.opts.num_samples)
         rows = trial_rows(results, self.store, self.budget.search.iterations)
         replace_trials(self.manifest, "search", task.name, rows)
         best = pick_best(rows)
@@ -471,6 +485,14 @@ class Sweep:
             f"[search] {task.name}: best {entry['best']}"
             + (f" ({errors} trial(s) failed)" if errors else "")
         )
+
+    def stop_if_interrupted(self, results: Any, expected: int) -> None:
+        if interrupted(results, expected):
+            self.log(
+                f"Interrupted; continue with: python -m diffcps_ray.tune --storage "
+                f"{self.opts.storage} --name {self.opts.name} --resume"
+            )
+            raise KeyboardInterrupt
 
     def confirm_points(self) -> list[dict[str, Any]]:
         points = []
@@ -573,6 +595,7 @@ class Sweep:
         }
         self.save()
         results = tuner.fit()
+        self.stop_if_interrupted(results, len(points))
         rows = trial_rows(results, self.store, self.budget.confirm.iterations)
         replace_trials(self.manifest, phase, None, rows)
         self.manifest["phases"][phase]["status"] = "done"
