@@ -253,3 +253,10 @@ def test_an_interrupted_fit_is_told_apart_from_a_finished_one() -> None:
     assert not interrupted(grid("TERMINATED", "ERROR"), expected=2)
     assert interrupted(grid("TERMINATED", "RUNNING"), expected=2)  # Ctrl-C mid-trial
     assert interrupted(grid("TERMINATED"), expected=2)  # Ctrl-C before the 2nd started
+
+
+def test_argparse_errors_are_one_sentence_too(tmp_path: Path) -> None:
+    result = _cli("--budget", "huge", home=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "invalid choice: 'huge'" in result.stderr
