@@ -300,11 +300,10 @@ def metric_value(metrics: dict[str, Any], key: str) -> Any:
 
 
 def effective_lambda_clip(config: dict[str, Any]) -> float | None:
-    value = config.get("lambda_clip")
-    if value is None:
-        return None
-    zero_below = float(config.get("run", {}).get("lambda_clip_zero_below", 0.0))
-    return 0.0 if value <= zero_below * (1 + 1e-9) else float(value)
+    """The lambda_clip a trial ran with (None for a config without one)."""
+    from diffcps_ray.tune.bridge import effective_lambda_clip as effective
+
+    return None if config.get("lambda_clip") is None else effective(config)
 
 
 def _number(value: Any) -> float | None:
