@@ -8,7 +8,7 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export RAY_DEDUP_LOGS ?= 0
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo toy lint bench clean
 
 install: $(STAMP)
 
@@ -26,11 +26,22 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q
 
+# The main job on the embedded default: a PointMaze sweep, then its report. --resume makes
+# a re-run continue an interrupted sweep (or re-print a finished one); rm -r results/demo
+# to start over.
 demo: $(STAMP)
+	$(PY) -m diffcps_ray.tune --suite pointmaze --budget demo --storage results --name demo --resume
+	$(PY) -m analysis.aggregate results/demo --out results/demo/report
+
+# The paper's toy bandit (section 3.1); the full default takes about an hour on one core.
+toy: $(STAMP)
 	$(PY) -m diffcps_ray.toy --out results/toy
 
 bench: $(STAMP)
-	$(PY) bench/train_step.py
+	$(PY) bench/train_step.py --threads 1 --clock cpu
+	$(PY) bench/rllib_step.py
+	$(PY) bench/data.py
+	$(PY) bench/tune_overhead.py
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache
