@@ -54,7 +54,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import torch
@@ -63,7 +62,7 @@ from torch import nn
 from diffcps_ray.algorithm import DiffCPSAgent, DiffCPSSettings
 from diffcps_ray.algorithm.diffusion import diffusion_loss
 from diffcps_ray.algorithm.update import policy_step_due
-from diffcps_ray.cli import run_main
+from diffcps_ray.cli import PlainArgumentParser, run_main
 from diffcps_ray.errors import ConfigError
 from diffcps_ray.runtime import set_torch_threads
 
@@ -531,15 +530,8 @@ def write_outputs(run: ToyRun, out_dir: Path) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------------------
 
 
-class _PlainArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors become one-sentence ``ConfigError``s (no usage dump)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message.rstrip('.')} (see --help).")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _PlainArgumentParser(
+    parser = PlainArgumentParser(
         prog="python -m diffcps_ray.toy",
         description="The paper's toy bandit: DiffCPS vs AWR vs diffusion BC on a noisy ring.",
     )

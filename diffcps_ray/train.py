@@ -25,69 +25,40 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from diffcps_ray.cli import run_main
+from diffcps_ray.cli import (
+    PlainArgumentParser,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    run_main,
+)
 from diffcps_ray.errors import ConfigError, DiffCPSError
 from diffcps_ray.runtime import set_torch_threads, thread_env
 
 RUN_SETTINGS = ("gradient_steps_per_iteration", "eval_interval", "eval_num_envs", "eval_seed")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one sentence (run_main prints it, exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{self.prog}: {message} (see --help).")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
-def _gpus(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m diffcps_ray.train", description=__doc__.split("\n")[0])
+    parser = PlainArgumentParser(
+        prog="python -m diffcps_ray.train", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--task", required=True, help="task name, e.g. hopper-medium-v2")
     parser.add_argument("--data-root", required=True, type=Path, help="DATA_ROOT with <task>/")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--iterations", type=_positive, default=None,
+    parser.add_argument("--iterations", type=positive_int, default=None,
                         help="training iterations (default: the task's epochs, "
                              "2000 locomotion / 1000 AntMaze)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="a DiffCPS or run setting (repeatable)")
-    parser.add_argument("--seed", type=_non_negative, default=0)
-    parser.add_argument("--num-learners", type=_non_negative, default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--num-learners", type=non_negative_int, default=0,
                         help="0: one learner in this process (default); N: N learner actors")
-    parser.add_argument("--gpus-per-learner", type=_gpus, default=0.0,
+    parser.add_argument("--gpus-per-learner", type=non_negative_float, default=0.0,
                         help="GPUs per learner (with --num-learners 0: the local learner's)")
     parser.add_argument("--address", default=None, help="an existing Ray cluster to join")
-    parser.add_argument("--threads", type=_positive, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch threads per process (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     return parser

@@ -14,32 +14,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
-from diffcps_ray.cli import run_main
+from diffcps_ray.cli import PlainArgumentParser, positive_int, run_main
 from diffcps_ray.data.schema import DEFAULT_ROWS_PER_SHARD
-from diffcps_ray.errors import ConfigError
 
 DEFAULT_GENERATE_STEPS = 200_000
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad flags as one sentence (run_main prints it)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{self.prog}: {message} (see --help).")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 def _log(message: str) -> None:
@@ -47,15 +29,19 @@ def _log(message: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m diffcps_ray.data", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = PlainArgumentParser(
+        prog="python -m diffcps_ray.data", description=__doc__.split("\n")[0]
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=PlainArgumentParser
+    )
 
     def add_output_flags(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--task", required=True, help="task name, e.g. hopper-medium-v2")
         sub.add_argument("--out", required=True, type=Path, help="DATA_ROOT")
         sub.add_argument(
             "--rows-per-shard",
-            type=_positive,
+            type=positive_int,
             default=DEFAULT_ROWS_PER_SHARD,
             help=f"rows per Parquet file (default {DEFAULT_ROWS_PER_SHARD})",
         )
@@ -65,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="simulate a dataset in the real simulator")
     add_output_flags(generate)
-    generate.add_argument("--steps", type=_positive, default=DEFAULT_GENERATE_STEPS)
+    generate.add_argument("--steps", type=positive_int, default=DEFAULT_GENERATE_STEPS)
     generate.add_argument("--seed", type=int, default=0)
 
     convert = commands.add_parser("convert", help="convert a D4RL HDF5 file or Minari dataset")

@@ -16,23 +16,16 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import NoReturn
 
+from diffcps_ray.cli import PlainArgumentParser
 from diffcps_ray.errors import ConfigError
 from diffcps_ray.tune.suites import BUDGETS, list_suites, load_suite
 
 DEFAULT_DATA_CPUS = 2.0
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one sentence (run_main prints it, exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{self.prog}: {message} (see --help).")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = PlainArgumentParser(
         prog="python -m diffcps_ray.tune",
         description=(
             "Tune DiffCPS's kappa and lambda_clip for every task of a suite with Ray Tune + "
