@@ -86,9 +86,31 @@ def _report_written(path: Path, seconds: float) -> None:
     )
 
 
+def _write(
+    args: argparse.Namespace,
+    transitions: dict[str, np.ndarray],
+    source: dict[str, Any],
+    origin: str,
+    start: float,
+) -> None:
+    """Shards for ``--task`` under ``--out`` (atomically), then one summary line."""
+    from diffcps_ray.data.shards import write_shards
+
+    path = write_shards(
+        transitions,
+        args.task,
+        args.out,
+        source,
+        rows_per_shard=args.rows_per_shard,
+        overwrite=args.overwrite,
+        origin=origin,
+        progress=_log,
+    )
+    _report_written(path, time.perf_counter() - start)
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     from diffcps_ray.data.generate import generate_dataset
-    from diffcps_ray.data.shards import write_shards
     from diffcps_ray.envs.tasks import get_task
 
     get_task(args.task)
@@ -101,21 +123,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     transitions = generate_dataset(args.task, args.steps, args.seed, progress=progress)
     source = {"kind": "generated", "seed": args.seed, "steps": args.steps}
-    path = write_shards(
-        transitions,
-        args.task,
-        args.out,
-        source,
-        rows_per_shard=args.rows_per_shard,
-        overwrite=args.overwrite,
-        origin=f"generated data for {args.task}",
-        progress=_log,
-    )
-    _report_written(path, time.perf_counter() - start)
+    _write(args, transitions, source, f"generated data for {args.task}", start)
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from diffcps_ray.data.shards import write_shards
     from diffcps_ray.envs.tasks import get_task
 
     get_task(args.task)
@@ -133,17 +144,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
         _log(f"reading Minari dataset {args.minari}")
         transitions, source = load_minari(args.minari, args.task)
         origin = f"Minari dataset {args.minari!r}"
-    path = write_shards(
-        transitions,
-        args.task,
-        args.out,
-        source,
-        rows_per_shard=args.rows_per_shard,
-        overwrite=args.overwrite,
-        origin=origin,
-        progress=_log,
-    )
-    _report_written(path, time.perf_counter() - start)
+    _write(args, transitions, source, origin, start)
 
 
 def summarize(task_dir: Path) -> dict[str, Any]:
