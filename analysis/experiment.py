@@ -44,8 +44,8 @@ ITERATION_KEY = "training_iteration"
 # on purpose); anything else is listed in the report and left out of tables and figures.
 COMPLETE_STATUSES = frozenset({"TERMINATED", "STOPPED_EARLY"})
 
-# The tidy table: one row per reported result.
-RESULT_COLUMNS = [
+# What identifies a trial, first in every table.
+TRIAL_COLUMNS = [
     "suite",
     "task",
     "phase",
@@ -54,6 +54,11 @@ RESULT_COLUMNS = [
     "lambda_clip",
     "seed",
     "variant",
+]
+
+# The tidy table: one row per reported result.
+RESULT_COLUMNS = [
+    *TRIAL_COLUMNS,
     "iteration",
     "num_gradient_steps",
     "evaluated",

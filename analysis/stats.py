@@ -22,21 +22,14 @@ import pandas as pd
 from rliable import library as rliable_library
 from rliable import metrics as rliable_metrics
 
-from analysis.experiment import Experiment
+from analysis.experiment import TRIAL_COLUMNS, Experiment
 from analysis.paper_numbers import paper_number
 
 SUITE_AVERAGE_LABEL = "suite average"
 CONFIDENCE = 0.95
 
 SUMMARY_COLUMNS = [
-    "suite",
-    "task",
-    "phase",
-    "trial_id",
-    "kappa",
-    "lambda_clip",
-    "seed",
-    "variant",
+    *TRIAL_COLUMNS,
     "status",
     "iterations",
     "num_gradient_steps",
