@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.experiment import Experiment, TrialInfo, load_experiment, lookup
+from analysis.experiment import Experiment, TrialInfo, load_experiment
 from analysis.paper_numbers import PAPER_SOURCE, PAPER_SUITE_AVERAGE, paper_number
 from analysis.stats import (
     CONFIDENCE,
@@ -45,6 +45,7 @@ from analysis.stats import (
 )
 from diffcps_ray.cli import run_main
 from diffcps_ray.errors import DiffCPSError
+from diffcps_ray.results import metric_value
 
 DEFAULT_REPS = 10_000
 PROFILE_REPS = 2_000
@@ -207,7 +208,7 @@ def _evaluation_episodes(experiment: Experiment) -> str:
         values = {
             json.dumps(value)
             for params in experiment.params.values()
-            if (value := lookup(params, name)) is not None
+            if (value := metric_value(params, name)) is not None
         }
         if values:
             return ", ".join(sorted(values)) + f" (config {name})"

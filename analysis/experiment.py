@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from diffcps_ray.errors import DiffCPSError
+from diffcps_ray.results import metric_value
 
 MANIFEST_NAME = "experiment.json"
 RESULT_FILE = "result.json"
@@ -118,18 +119,6 @@ class Experiment:
         return self.run_dir.name
 
 
-def lookup(result: dict[str, Any], key: str) -> Any:
-    """A metric by its "/"-joined name: nested dicts (result.json) or flat keys (progress.csv)."""
-    if key in result:
-        return result[key]
-    node: Any = result
-    for part in key.split("/"):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _as_float(value: Any) -> float:
     if value is None or isinstance(value, bool):
         return math.nan
@@ -221,9 +210,9 @@ def _rows_for_trial(
     rows = []
     previous_evaluations = 0.0
     for number, result in enumerate(results, start=1):
-        iteration = _as_float(lookup(result, ITERATION_KEY))
-        score = _as_float(lookup(result, SCORE_KEY))
-        evaluations = _as_float(lookup(result, EVALUATIONS_KEY))
+        iteration = _as_float(metric_value(result, ITERATION_KEY))
+        score = _as_float(metric_value(result, SCORE_KEY))
+        evaluations = _as_float(metric_value(result, EVALUATIONS_KEY))
         # Results carry the last evaluation forward; a fresh one raises num_evaluations.
         # Without that counter, every row with a score counts as evaluated.
         if math.isnan(evaluations):
@@ -242,15 +231,15 @@ def _rows_for_trial(
                 "seed": trial.seed,
                 "variant": trial.variant,
                 "iteration": number if math.isnan(iteration) else int(iteration),
-                "num_gradient_steps": _as_float(lookup(result, STEPS_KEY)),
+                "num_gradient_steps": _as_float(metric_value(result, STEPS_KEY)),
                 "evaluated": evaluated,
                 "normalized_score": score,
-                "normalized_score_std": _as_float(lookup(result, SCORE_STD_KEY)),
-                "episode_return_mean": _as_float(lookup(result, RETURN_KEY)),
-                "best_normalized_score": _as_float(lookup(result, BEST_KEY)),
-                "success_rate": _as_float(lookup(result, SUCCESS_KEY)),
-                "evaluation_episodes": _as_float(lookup(result, EPISODES_KEY)),
-                "time_total_s": _as_float(lookup(result, "time_total_s")),
+                "normalized_score_std": _as_float(metric_value(result, SCORE_STD_KEY)),
+                "episode_return_mean": _as_float(metric_value(result, RETURN_KEY)),
+                "best_normalized_score": _as_float(metric_value(result, BEST_KEY)),
+                "success_rate": _as_float(metric_value(result, SUCCESS_KEY)),
+                "evaluation_episodes": _as_float(metric_value(result, EPISODES_KEY)),
+                "time_total_s": _as_float(metric_value(result, "time_total_s")),
             }
         )
     return rows
@@ -260,9 +249,9 @@ def _fill_from_params(trial: TrialInfo, params: dict[str, Any]) -> None:
     """Manifest fields left out are taken from the trial's own config where it has them."""
     for name in ("kappa", "lambda_clip"):
         if math.isnan(getattr(trial, name)):
-            setattr(trial, name, _as_float(lookup(params, name)))
+            setattr(trial, name, _as_float(metric_value(params, name)))
     if trial.seed is None:
-        trial.seed = _as_seed(lookup(params, "seed"))
+        trial.seed = _as_seed(metric_value(params, "seed"))
 
 
 def _read_params(trial_dir: Path, trial: TrialInfo) -> dict[str, Any] | None:

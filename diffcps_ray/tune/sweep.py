@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from diffcps_ray.errors import DiffCPSError
+from diffcps_ray.results import metric_value
 from diffcps_ray.tune.manifest import ExperimentStore, new_manifest, replace_trials
 from diffcps_ray.tune.suites import METRIC, Budget, PhaseBudget, Suite, TaskEntry
 
@@ -285,18 +286,6 @@ def read_params(store: ExperimentStore, trial_path: str) -> dict[str, Any] | Non
             return json.loads(f.read().decode())
     except (OSError, ValueError):
         return None
-
-
-def metric_value(metrics: dict[str, Any], key: str) -> Any:
-    """A "/"-separated metric from a result, flat or nested (Result.metrics is nested)."""
-    if key in metrics:
-        return metrics[key]
-    value: Any = metrics
-    for part in key.split("/"):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def effective_lambda_clip(config: dict[str, Any]) -> float | None:
