@@ -184,6 +184,36 @@ def test_missing_data_sentence_names_minari_for_antmaze(tmp_path: Path) -> None:
     assert str(info.value).count(".hdf5") >= 2  # the file it wanted and the example command
 
 
+def test_generated_data_is_reused_only_from_the_same_recipe(tmp_path: Path) -> None:
+    import json
+
+    from diffcps_ray.data.generate import GENERATOR_VERSION
+    from diffcps_ray.tune.data_prep import prepare_data
+
+    suite = load_suite("pointmaze")
+    manifest_path = tmp_path / "pointmaze-umaze" / "manifest.json"
+
+    def prepare(transitions: int) -> list[str]:
+        lines: list[str] = []
+        prepare_data(suite, ["pointmaze-umaze"], tmp_path, transitions, log=lines.append)
+        return lines
+
+    assert prepare(500)[0].startswith("Generating 500 transitions")
+    source = json.loads(manifest_path.read_text())["source"]
+    assert source["generator_version"] == GENERATOR_VERSION
+    assert source["seed"] == suite.data_seed
+    assert prepare(400) == []  # enough rows of this recipe: reused
+    assert "replacing 500 rows" in prepare(600)[0]
+    # Data of an older recipe is regenerated, not trained on.
+    manifest = json.loads(manifest_path.read_text())
+    manifest["source"]["generator_version"] = GENERATOR_VERSION - 1
+    manifest_path.write_text(json.dumps(manifest))
+    assert "older recipe" in prepare(600)[0]
+    assert json.loads(manifest_path.read_text())["source"]["generator_version"] == (
+        GENERATOR_VERSION
+    )
+
+
 def test_manifest_store_relative_paths_and_trial_rows(tmp_path: Path) -> None:
     store = ExperimentStore(str(tmp_path), "exp")
     assert not store.exists()

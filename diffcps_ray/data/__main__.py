@@ -110,7 +110,7 @@ def _write(
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from diffcps_ray.data.generate import generate_dataset
+    from diffcps_ray.data.generate import GENERATOR_VERSION, generate_dataset
     from diffcps_ray.envs.tasks import get_task
 
     get_task(args.task)
@@ -122,7 +122,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         _log(f"generate {args.task}: {done}/{total} transitions ({rate:,.0f}/s)")
 
     transitions = generate_dataset(args.task, args.steps, args.seed, progress=progress)
-    source = {"kind": "generated", "seed": args.seed, "steps": args.steps}
+    source = {"kind": "generated", "seed": args.seed, "steps": args.steps,
+              "generator_version": GENERATOR_VERSION}
     _write(args, transitions, source, f"generated data for {args.task}", start)
 
 

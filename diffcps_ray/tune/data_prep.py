@@ -46,11 +46,15 @@ class Found:
     location: str
 
 
-def _row_count(task_dir: Path) -> int | None:
+def _read_manifest(task_dir: Path) -> dict | None:
     try:
         manifest = json.loads((task_dir / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _row_count(manifest: dict) -> int | None:
     rows = manifest.get("num_rows", manifest.get("rows"))
     return int(rows) if isinstance(rows, int) else None
 
@@ -79,15 +83,25 @@ def prepare_data(
 
 
 def _ensure_generated(task: str, data_root: Path, transitions: int, seed: int, log) -> None:
-    from diffcps_ray.data.generate import generate_dataset
+    from diffcps_ray.data.generate import GENERATOR_VERSION, generate_dataset
     from diffcps_ray.data.shards import write_shards
 
     task_dir = data_root / task
-    have = _row_count(task_dir) if (task_dir / MANIFEST_NAME).is_file() else None
-    if have is not None and have >= transitions:
+    manifest = _read_manifest(task_dir)
+    have = None if manifest is None else _row_count(manifest)
+    source = (manifest or {}).get("source") or {}
+    same_recipe = (
+        source.get("generator_version") == GENERATOR_VERSION and source.get("seed") == seed
+    )
+    if have is not None and have >= transitions and same_recipe:
         return
-    # Smaller data (say, from a smoke run) is replaced; write_shards swaps it in one rename.
-    log(f"Generating {transitions:,} transitions for {task} in {data_root} ...")
+    # Smaller data (say, from a smoke run) or data from an older recipe or another seed is
+    # replaced; write_shards swaps it in one rename.
+    reason = "" if manifest is None else (
+        " (replacing data of an older recipe or another seed)" if not same_recipe
+        else f" (replacing {have or 0:,} rows)"
+    )
+    log(f"Generating {transitions:,} transitions for {task} in {data_root}{reason} ...")
     start = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -99,8 +113,13 @@ def _ensure_generated(task: str, data_root: Path, transitions: int, seed: int, l
         data,
         task,
         data_root,
-        {"kind": "generated", "seed": seed, "transitions": transitions},
-        overwrite=have is not None,
+        {
+            "kind": "generated",
+            "seed": seed,
+            "transitions": transitions,
+            "generator_version": GENERATOR_VERSION,
+        },
+        overwrite=manifest is not None,
     )
     log(f"  wrote {task_dir} in {time.monotonic() - start:.0f} s.")
 
