@@ -1,7 +1,11 @@
-"""Reading metrics out of Tune/RLlib result dicts (no Ray import: analysis uses it too)."""
+"""Reading metrics out of Tune/RLlib result dicts and stating scores (no Ray import: the
+analysis uses it too)."""
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -16,3 +20,41 @@ def metric_value(result: dict[str, Any], key: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+def score_summary(
+    scores: Sequence[float],
+    eval_noise: Sequence[float] = (),
+    episodes: int | None = None,
+    behaviour: float | None = None,
+) -> str:
+    """Seeds' final scores as one phrase, with their noise and, given one, the behaviour's.
+
+    ``scores``: one normalised score per seed; ``eval_noise``: each seed's evaluation
+    standard error (episode spread / sqrt(episodes)). The standard error over seeds
+    includes the evaluation noise; with one seed, that seed's evaluation noise is the
+    spread a difference from the behaviour is measured in.
+    """
+    mean = statistics.fmean(scores)
+    sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else math.nan
+    noise = statistics.fmean(eval_noise) if eval_noise else math.nan
+    if math.isfinite(sem):
+        text = f"{mean:.1f} +- {sem:.1f} (mean +- standard error over {len(scores)} seeds"
+    else:
+        text = f"{mean:.1f} (1 seed"
+    if episodes:
+        text += f", {episodes} evaluation episodes each"
+    if math.isfinite(noise):
+        text += f"; evaluation noise +-{noise:.1f} per seed"
+    text += ")"
+    if behaviour is None:
+        return text
+    diff = mean - behaviour
+    text += (
+        f", {abs(diff):.1f} points {'above' if diff > 0 else 'below'} the data's behaviour "
+        f"policy ({behaviour:.1f})"
+    )
+    spread = sem if math.isfinite(sem) and sem > 0 else noise
+    if math.isfinite(spread) and spread > 0:
+        text += f": {abs(diff) / spread:.1f} standard errors"
+    return text

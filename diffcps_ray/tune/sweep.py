@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from diffcps_ray.errors import DiffCPSError
-from diffcps_ray.results import metric_value
+from diffcps_ray.results import metric_value, score_summary
 from diffcps_ray.tune.manifest import ExperimentStore, new_manifest, replace_trials
 from diffcps_ray.tune.suites import METRIC, Budget, PhaseBudget, Suite, TaskEntry
 
@@ -615,35 +615,20 @@ def summarise(manifest: dict[str, Any], suite: Suite, episodes: int) -> list[str
             lines.append(f"{label}: every {phase} trial failed.")
             continue
         scores = [r["score"] for r in ok]
-        mean = statistics.fmean(scores)
-        sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else math.nan
         eval_noise = [
             r["score_std"] / math.sqrt(r["eval_episodes"])
             for r in ok
             if r.get("score_std") is not None and r.get("eval_episodes")
         ]
+        entry = suite.tasks.get(task)
+        behaviour = None if entry is None or variant else entry.behaviour_score
         line = (
-            f"{label}: final normalised score {mean:.1f} +- {sem:.1f} (mean +- standard error "
-            f"over {len(scores)} seeds; each seed evaluated on {episodes} episodes"
+            f"{label}: final normalised score "
+            f"{score_summary(scores, eval_noise, episodes, behaviour)}"
         )
-        if eval_noise:
-            line += f", evaluation noise +-{statistics.fmean(eval_noise):.1f} per seed"
-        line += ")"
         best = [r["best_score"] for r in ok if r.get("best_score") is not None]
         if best:
             line += f"; best-of-run {statistics.fmean(best):.1f}"
-        entry = suite.tasks.get(task)
-        if entry is not None and entry.behaviour_score is not None and not variant:
-            diff = mean - entry.behaviour_score
-            verdict = "above" if diff > 0 else "below"
-            line += (
-                f"; {abs(diff):.1f} points {verdict} the data's behaviour policy "
-                f"({entry.behaviour_score:.0f})"
-            )
-            spread = sem if math.isfinite(sem) and sem > 0 else (
-                statistics.fmean(eval_noise) if eval_noise else math.nan)
-            if math.isfinite(spread) and spread > 0:
-                line += f", {abs(diff) / spread:.1f} standard errors"
         if failed:
             line += f"; {failed} trial(s) failed"
         lines.append(line + ".")
