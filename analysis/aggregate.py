@@ -45,7 +45,7 @@ from analysis.stats import (
 )
 from diffcps_ray.cli import run_main
 from diffcps_ray.errors import DiffCPSError
-from diffcps_ray.results import metric_value
+from diffcps_ray.results import metric_value, score_summary
 
 DEFAULT_REPS = 10_000
 PROFILE_REPS = 2_000
@@ -192,6 +192,40 @@ def search_markdown(search: pd.DataFrame) -> str:
 
 
 # --- report ------------------------------------------------------------------------------
+
+
+def final_score_lines(analysis: Analysis) -> list[str]:
+    """Per task of the main table: final score over seeds, its noise and the behaviour's.
+
+    The evaluation noise of a seed is its last evaluation's episode spread over
+    sqrt(episodes); the behaviour score is the one the tune command recorded.
+    """
+    results = analysis.experiment.results
+    last = (
+        results[results["evaluated"].astype(bool)]
+        .dropna(subset=["normalized_score"])
+        .sort_values("iteration")
+        .groupby("trial_id")
+        .tail(1)
+        .set_index("trial_id")
+    )
+    behaviour = analysis.experiment.behaviour_scores
+    lines = []
+    for task, runs in analysis.table_runs.groupby("task", sort=True):
+        scores = runs["final_score"].dropna()
+        if scores.empty:
+            continue
+        final = last.reindex(runs.loc[scores.index, "trial_id"])
+        noise = (final["normalized_score_std"] / np.sqrt(final["evaluation_episodes"])).dropna()
+        episodes = final["evaluation_episodes"].dropna().unique()
+        summary = score_summary(
+            scores.tolist(),
+            noise.tolist(),
+            int(episodes[0]) if len(episodes) == 1 else None,
+            behaviour.get(str(task)),
+        )
+        lines.append(f"{task}: final normalised score {summary}.")
+    return lines
 
 
 def _evaluation_episodes(experiment: Experiment) -> str:
@@ -363,6 +397,11 @@ def report_markdown(analysis: Analysis, figures: dict[str, str], out_dir: Path) 
     ]
     if len(analysis.table):
         parts.append(results_markdown(analysis.table))
+        parts.append(
+            "\nFinal scores with their noise (and, where the suite measured it, against the "
+            "policy that generated the data):\n\n"
+            + "".join(f"- {line}\n" for line in final_score_lines(analysis))
+        )
     else:
         parts.append("No trial finished with results, so there is no table.\n")
     missing_tasks = sorted({t.task for t in experiment.trials} - set(analysis.table["task"]))
@@ -402,7 +441,7 @@ def report_markdown(analysis: Analysis, figures: dict[str, str], out_dir: Path) 
     captions = {
         "learning_curves": "Learning curves of the runs in the table: mean over seeds with "
         f"its {CONFIDENCE:.0%} CI (t distribution), single seeds as thin lines, the paper's "
-        "best-of-run number dashed.",
+        "best-of-run number dashed, the data's behaviour policy dotted where measured.",
         "sensitivity": "Search phase: each trial at its (kappa, lambda_clip), coloured by its "
         "best-of-run score; hollow = stopped early by the scheduler; star = best final score.",
         "performance_profile": "Performance profile (rliable score distribution): fraction "
@@ -448,7 +487,8 @@ def _write_outputs(analysis: Analysis, target: Path, final_out: Path) -> None:
     figures: dict[str, str] = {}
     experiment = analysis.experiment
     if plots.plot_learning_curves(
-        experiment.results, analysis.table_runs, figures_dir / "learning_curves.png"
+        experiment.results, analysis.table_runs, figures_dir / "learning_curves.png",
+        behaviour=experiment.behaviour_scores,
     ):
         figures["learning_curves"] = ""
     if plots.plot_sensitivity(
@@ -521,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     analysis = aggregate(args.run_dir, out, reps=args.reps, seed=args.seed)
     trials = analysis.experiment.trials
     problems = sum(1 for t in trials if t.problems)
+    for line in final_score_lines(analysis):
+        print(line)
     print(
         f"wrote {out}/report.md: {len(trials)} trial(s), {len(analysis.summary)} in the "
         f"analysis, {problems} with problems."

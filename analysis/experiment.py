@@ -118,6 +118,18 @@ class Experiment:
     def name(self) -> str:
         return self.run_dir.name
 
+    @property
+    def behaviour_scores(self) -> dict[str, float]:
+        """The data's behaviour policy per task, where the tune command recorded it."""
+        recorded = self.manifest.get("behaviour_scores")
+        if not isinstance(recorded, dict):
+            return {}
+        return {
+            str(task): float(score)
+            for task, score in recorded.items()
+            if math.isfinite(_as_float(score))
+        }
+
 
 def _as_float(value: Any) -> float:
     if value is None or isinstance(value, bool):

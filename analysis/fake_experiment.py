@@ -189,6 +189,7 @@ def write_fake_experiment(
     suite: str = "pointmaze",
     budget: str = "smoke",
     command: str = "python -m diffcps_ray.tune --suite pointmaze --budget smoke",
+    behaviour_scores: dict[str, float] | None = None,
 ) -> Path:
     """Write the experiment; return its directory."""
     run_dir = Path(run_dir)
@@ -236,6 +237,7 @@ def write_fake_experiment(
         "created": "2026-11-24T20:00:00+00:00",
         "command": command,
         "options": {"num_samples": 3, "seeds": 3},
+        "behaviour_scores": behaviour_scores or {},
         "phases": phases,
         "trials": entries,
     }

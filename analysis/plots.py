@@ -58,11 +58,15 @@ def _mean_and_ci(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def plot_learning_curves(
-    results: pd.DataFrame, table_runs: pd.DataFrame, path: Path
+    results: pd.DataFrame,
+    table_runs: pd.DataFrame,
+    path: Path,
+    behaviour: dict[str, float] | None = None,
 ) -> bool:
     """Per task: every seed (thin), the mean over seeds and its 95% CI band, vs gradient steps.
 
-    Uses the runs the tables report (the confirmation seeds). Returns False if no data.
+    Uses the runs the tables report (the confirmation seeds); ``behaviour``: the data's
+    behaviour policy per task, drawn dotted. Returns False if no data.
     """
     curves = results[results["trial_id"].isin(table_runs["trial_id"])]
     # Only fresh evaluations: the rows in between repeat the last one.
@@ -91,6 +95,8 @@ def plot_learning_curves(
         paper = paper_number(task)
         if paper is not None:
             ax.axhline(paper.mean, color="C3", ls="--", lw=1.2, label="paper (best-of-run)")
+        if behaviour and task in behaviour:
+            ax.axhline(behaviour[task], color="0.3", ls=":", lw=1.5, label="data's behaviour")
         ax.set_title(task)
         if x_column == "num_gradient_steps":
             ax.set_xlabel("gradient steps")

@@ -157,6 +157,32 @@ def test_final_and_best_of_run_per_task_and_suite_average(experiment_dir: Path) 
     assert math.isnan(average["paper_best_mean"])  # the paper has no pointmaze number
 
 
+def test_final_scores_are_stated_with_their_noise_and_against_the_behaviour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = write_fake_experiment(
+        tmp_path / "exp", confirm_trials(), behaviour_scores={"pointmaze-umaze": 12.0}
+    )
+    assert main([str(run_dir), "--reps", str(REPS)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    # Fake evaluations: 10 episodes with a spread of 5 points -> 5 / sqrt(10) = 1.6 per seed.
+    # hopper 40 / 60 / 50: std 10, standard error 10 / sqrt(3) = 5.8; no behaviour known.
+    hopper = (
+        "hopper-medium-v2: final normalised score 50.0 +- 5.8 (mean +- standard error over "
+        "3 seeds, 10 evaluation episodes each; evaluation noise +-1.6 per seed)."
+    )
+    # umaze 15 / 10 / 20: standard error 5 / sqrt(3) = 2.9; 3 points over 12 = 1.0 of them.
+    umaze = (
+        "pointmaze-umaze: final normalised score 15.0 +- 2.9 (mean +- standard error over "
+        "3 seeds, 10 evaluation episodes each; evaluation noise +-1.6 per seed), 3.0 points "
+        "above the data's behaviour policy (12.0): 1.0 standard errors."
+    )
+    assert printed[:2] == [hopper, umaze]
+    report = (run_dir / "analysis" / "report.md").read_text()
+    assert f"- {hopper}\n- {umaze}\n" in report
+    assert load_experiment(run_dir).behaviour_scores == {"pointmaze-umaze": 12.0}
+
+
 def test_search_only_experiment_reports_the_best_full_length_trial(tmp_path: Path) -> None:
     run_dir = write_fake_experiment(tmp_path / "exp", search_trials())
     summary = summarize_runs(load_experiment(run_dir))

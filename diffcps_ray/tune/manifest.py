@@ -71,7 +71,15 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def new_manifest(suite: str, budget: str, command: str, options: dict[str, Any]) -> dict:
+def new_manifest(
+    suite: str,
+    budget: str,
+    command: str,
+    options: dict[str, Any],
+    behaviour_scores: dict[str, float] | None = None,
+) -> dict:
+    """A fresh experiment.json; ``behaviour_scores``: the data's behaviour policy per task,
+    where the suite knows it (the analysis draws and states scores against it)."""
     return {
         "format_version": FORMAT_VERSION,
         "suite": suite,
@@ -79,6 +87,7 @@ def new_manifest(suite: str, budget: str, command: str, options: dict[str, Any])
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "options": options,
+        "behaviour_scores": dict(behaviour_scores or {}),
         "phases": {},
         "trials": [],
     }

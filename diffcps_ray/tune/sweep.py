@@ -369,7 +369,14 @@ class Sweep:
                 )
             self.manifest = self.store.read_json()
         else:
-            self.manifest = new_manifest(suite.name, opts.budget, command, asdict(opts))
+            behaviour = {
+                task: entry.behaviour_score
+                for task, entry in suite.tasks.items()
+                if entry.behaviour_score is not None
+            }
+            self.manifest = new_manifest(
+                suite.name, opts.budget, command, asdict(opts), behaviour
+            )
 
     def save(self) -> None:
         self.store.write_json(self.manifest)
