@@ -18,7 +18,7 @@ from diffcps_ray.tune.suites import (
     list_suites,
     load_suite,
 )
-from diffcps_ray.tune.sweep import pick_best, searcher_seed
+from diffcps_ray.tune.sweep import keep_paper_within_noise, pick_best, searcher_seed
 from diffcps_ray.tune.trainable import first_nonfinite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,6 +225,35 @@ def test_manifest_store_relative_paths_and_trial_rows(tmp_path: Path) -> None:
     store.write_json(manifest)
     assert store.read_json()["format_version"] == 1
     assert store.relative(str(tmp_path / "exp" / "confirm" / "confirm_x")) == "confirm/confirm_x"
+
+
+def _search_row(kappa: float, lambda_clip: float, score: float, status: str = "TERMINATED",
+                score_std: float | None = 20.0) -> dict:
+    return {"status": status, "score": score, "kappa": kappa, "lambda_clip": lambda_clip,
+            "score_std": score_std, "eval_episodes": 10}
+
+
+def test_a_searched_config_must_beat_the_papers_beyond_evaluation_noise() -> None:
+    paper = {"kappa": 0.05, "lambda_clip": 0.0}
+    # 10 episodes with a spread of 20 points: each score +-6.3, their difference +-8.9,
+    # so a searched config needs a lead of 2 x 8.9 = 17.9 points.
+    paper_row = _search_row(0.05, 0.0, 60.0)
+    close = _search_row(0.2, 1.5, 75.0)
+    rows = [paper_row, close, _search_row(0.1, 0.5, 40.0)]
+    best, why = keep_paper_within_noise(pick_best(rows), rows, paper)
+    assert best is paper_row
+    assert why == (
+        "kept the paper's config: the top trial led it by 15.0 points, less than 2 standard "
+        "errors of the difference (17.9)"
+    )
+    clear = _search_row(0.2, 1.5, 80.0)
+    assert keep_paper_within_noise(clear, [paper_row, clear], paper) == (clear, None)
+    # The paper's trial must have run as long and have a measured spread.
+    stopped = _search_row(0.05, 0.0, 74.0, status="STOPPED_EARLY")
+    assert keep_paper_within_noise(close, [stopped, close], paper) == (close, None)
+    unmeasured = _search_row(0.05, 0.0, 74.0, score_std=None)
+    assert keep_paper_within_noise(close, [unmeasured, close], paper) == (close, None)
+    assert keep_paper_within_noise(None, [], paper) == (None, None)
 
 
 def test_pick_best_prefers_full_length_trials() -> None:

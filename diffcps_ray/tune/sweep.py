@@ -325,12 +325,59 @@ def interrupted(results: Any, expected: int) -> bool:
     return len(finished) < expected
 
 
+SELECTION_MARGIN_SE = 2.0
+"""A searched config replaces the paper's only if it scores this many standard errors of
+the difference above it: with 10 evaluation episodes (+-12 points, pointmaze-notes.md),
+picking the top score alone is a coin flip between close trials."""
+
+
 def pick_best(rows: list[dict]) -> dict | None:
     """The best trial by its last score, preferring trials that ran the full length."""
     scored = [r for r in rows if r["status"] != "ERROR" and r["score"] is not None]
     full = [r for r in scored if r["status"] == "TERMINATED"]
     pool = full or scored
     return max(pool, key=lambda r: r["score"]) if pool else None
+
+
+def _evaluation_se(row: dict) -> float | None:
+    if row.get("score_std") is None or not row.get("eval_episodes"):
+        return None
+    return row["score_std"] / math.sqrt(row["eval_episodes"])
+
+
+def keep_paper_within_noise(
+    best: dict | None, rows: list[dict], paper: dict[str, float]
+) -> tuple[dict | None, str | None]:
+    """``best``, or the paper's config's trial when ``best`` does not beat it beyond noise.
+
+    ``paper``: the paper's kappa and lambda_clip as trials run them. The paper's trial is
+    kept when it ran as long as ``best`` and ``best`` leads it by less than
+    ``SELECTION_MARGIN_SE`` standard errors of the difference (each trial's evaluation
+    standard error: episode spread / sqrt(episodes)). Returns the pick and, when the paper's
+    trial was kept, a sentence saying why.
+    """
+    if best is None:
+        return best, None
+    matches = [
+        r for r in rows
+        if r["status"] == best["status"] and r["score"] is not None
+        and all(r.get(k) is not None and math.isclose(r[k], v, rel_tol=1e-6, abs_tol=1e-12)
+                for k, v in paper.items())
+    ]  # fmt: skip
+    if not matches or best in matches:
+        return best, None
+    paper_row = max(matches, key=lambda r: r["score"])
+    errors = [_evaluation_se(best), _evaluation_se(paper_row)]
+    if None in errors:
+        return best, None
+    margin = SELECTION_MARGIN_SE * math.hypot(*errors)
+    lead = best["score"] - paper_row["score"]
+    if lead >= margin:
+        return best, None
+    return paper_row, (
+        f"kept the paper's config: the top trial led it by {lead:.1f} points, less than "
+        f"{SELECTION_MARGIN_SE:g} standard errors of the difference ({margin:.1f})"
+    )
 
 
 # --- the sweep -----------------------------------------------------------------------------
@@ -461,9 +508,11 @@ class Sweep:
         self.stop_if_interrupted(results, self.opts.num_samples)
         rows = trial_rows(results, self.store, self.budget.search.iterations)
         replace_trials(self.manifest, "search", task.name, rows)
-        best = pick_best(rows)
+        paper = {k: r.effective_value(r.first_point) for k, r in task.search.items()}
+        best, kept_paper = keep_paper_within_noise(pick_best(rows), rows, paper)
         entry = phases["tasks"][task.name]
         entry["status"] = "done"
+        entry["selection"] = kept_paper or "the top-scoring trial"
         entry["best"] = (
             None
             if best is None
@@ -478,6 +527,7 @@ class Sweep:
         errors = sum(r["status"] == "ERROR" for r in rows)
         self.log(
             f"[search] {task.name}: best {entry['best']}"
+            + (f"; {kept_paper}" if kept_paper else "")
             + (f" ({errors} trial(s) failed)" if errors else "")
         )
 
