@@ -31,9 +31,9 @@ def score_summary(
     """Seeds' final scores as one phrase, with their noise and, given one, the behaviour's.
 
     ``scores``: one normalised score per seed; ``eval_noise``: each seed's evaluation
-    standard error (episode spread / sqrt(episodes)). The standard error over seeds
-    includes the evaluation noise; with one seed, that seed's evaluation noise is the
-    spread a difference from the behaviour is measured in.
+    standard error (episode spread / sqrt(episodes)). A difference from the behaviour is
+    measured in the larger of the standard error over seeds and the evaluation noise over
+    sqrt(seeds): two seeds that land close together say little about the spread.
     """
     mean = statistics.fmean(scores)
     sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else math.nan
@@ -54,7 +54,10 @@ def score_summary(
         f", {abs(diff):.1f} points {'above' if diff > 0 else 'below'} the data's behaviour "
         f"policy ({behaviour:.1f})"
     )
-    spread = sem if math.isfinite(sem) and sem > 0 else noise
+    # Each seed's score carries its own evaluation noise, so the mean's standard error is
+    # at least noise / sqrt(seeds), however close a few seeds happen to land.
+    spreads = [v for v in (sem, noise / math.sqrt(len(scores))) if math.isfinite(v)]
+    spread = max(spreads, default=math.nan)
     if math.isfinite(spread) and spread > 0:
         text += f": {abs(diff) / spread:.1f} standard errors"
     return text

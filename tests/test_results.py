@@ -33,6 +33,14 @@ def test_score_summary_one_seed_uses_its_evaluation_noise() -> None:
     assert score_summary([60.0]) == "60.0 (1 seed)"
 
 
+def test_close_seeds_are_not_more_certain_than_their_evaluations() -> None:
+    # Seeds 93.3 and 93.9: standard error 0.3, but each carries +-2.4 of evaluation noise,
+    # so the mean's is at least 2.4 / sqrt(2) = 1.7: 30.6 / 1.7 = 18.0 standard errors.
+    text = score_summary([93.3, 93.9], [2.4, 2.4], episodes=50, behaviour=63.0)
+    assert text.endswith("30.6 points above the data's behaviour policy (63.0): 18.0 standard "
+                         "errors")
+
+
 @pytest.mark.parametrize("scores", [[50.0, 50.0], [50.0]])
 def test_score_summary_without_a_spread_states_no_ratio(scores: list[float]) -> None:
     text = score_summary(scores, behaviour=40.0)
