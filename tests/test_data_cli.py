@@ -11,6 +11,7 @@ import numpy as np
 
 from diffcps_ray.cli import run_main
 from diffcps_ray.data.__main__ import main
+from diffcps_ray.data.generate import GENERATOR_VERSION
 from diffcps_ray.data.shards import load_transitions, read_manifest
 from tests.test_data_formats import the_error
 
@@ -22,7 +23,9 @@ def test_generate_writes_shards_with_progress(tmp_path, capsys):
     assert "1500/1500 transitions" in err and "wrote 1500 transitions" in err
 
     manifest = read_manifest(tmp_path / "pointmaze-umaze")
-    assert manifest.source == {"kind": "generated", "seed": 3, "steps": 1500}
+    assert manifest.source == {
+        "kind": "generated", "seed": 3, "steps": 1500, "generator_version": GENERATOR_VERSION
+    }
     assert [s.rows for s in manifest.shards] == [1000, 500]
     data = load_transitions(tmp_path / "pointmaze-umaze")
     assert data["obs"].shape == (1500, 6) and np.isfinite(data["obs"]).all()

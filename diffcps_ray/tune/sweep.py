@@ -465,9 +465,15 @@ class Sweep:
             tuner = restore(self.store, phase_dir, trainable)
         else:
             first = {k: r.first_point for k, r in task.search.items()}
+            paper = ", ".join(
+                f"{k}={r.effective_value(r.first_point):g}"
+                + (f" (sampled as the range's floor {r.first_point:g})"
+                   if r.effective_value(r.first_point) != r.first_point else "")
+                for k, r in task.search.items()
+            )
             self.log(
                 f"[search] {task.name}: {self.opts.num_samples} trials x up to "
-                f"{self.budget.search.gradient_steps:,} steps, first point (paper) {first}"
+                f"{self.budget.search.gradient_steps:,} steps, the paper's config first: {paper}"
             )
             searcher = OptunaSearch(
                 points_to_evaluate=[first], seed=searcher_seed(self.suite.name, task.name)
@@ -525,8 +531,13 @@ class Sweep:
             entry["best_raw"] = {"kappa": raw["kappa"], "lambda_clip": raw["lambda_clip"]}
         self.save()
         errors = sum(r["status"] == "ERROR" for r in rows)
+        chosen = (
+            "no successful trial" if best is None
+            else f"confirming kappa={best['kappa']:g}, lambda_clip={best['lambda_clip']:g} "
+                 f"(trial {best['trial_id']}, final score {best['score']:.1f})"
+        )
         self.log(
-            f"[search] {task.name}: best {entry['best']}"
+            f"[search] {task.name}: {chosen}"
             + (f"; {kept_paper}" if kept_paper else "")
             + (f" ({errors} trial(s) failed)" if errors else "")
         )
