@@ -29,9 +29,11 @@ def _tune(*args: str, timeout: int = 420) -> subprocess.CompletedProcess[str]:
 
 
 def test_smoke_sweep_from_the_command_line(tmp_path: Path) -> None:
+    # Storage as a URI, as for s3:// or gs:// on a cluster: Tune and the manifest go
+    # through pyarrow's filesystem, not local paths (other tests cover plain directories).
+    storage = (tmp_path / "runs").as_uri()
     args = ["--suite", "pointmaze", "--budget", "smoke", "--data-root", str(tmp_path / "data"),
-            "--storage", str(tmp_path / "runs"), "--name", "smoke", "--num-samples", "2",
-            "--seeds", "1"]
+            "--storage", storage, "--name", "smoke", "--num-samples", "2", "--seeds", "1"]
     done = _tune(*args)
     assert done.returncode == 0, done.stderr[-4000:]
     # Data were generated with progress shown; Tune's reporter showed our columns.
@@ -45,7 +47,7 @@ def test_smoke_sweep_from_the_command_line(tmp_path: Path) -> None:
         assert row["status"] in ("TERMINATED", "STOPPED_EARLY"), row
         assert row["score"] is not None
     # Resuming a finished sweep re-uses its recorded options and runs nothing new.
-    again = _tune("--storage", str(tmp_path / "runs"), "--name", "smoke", "--resume")
+    again = _tune("--storage", storage, "--name", "smoke", "--resume")
     assert again.returncode == 0, again.stderr[-4000:]
     assert "finished earlier, skipping" in again.stdout
 
