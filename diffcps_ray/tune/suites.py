@@ -96,6 +96,11 @@ class TaskEntry:
     search: dict[str, SearchRange]
     behaviour_score: float | None = None
 
+    @property
+    def paper_point(self) -> dict[str, float]:
+        """The paper's values as trials run with them (the floor means exactly 0)."""
+        return {k: r.effective_value(r.first_point) for k, r in self.search.items()}
+
 
 @dataclass(frozen=True)
 class Suite:

@@ -466,10 +466,9 @@ class Sweep:
         else:
             first = {k: r.first_point for k, r in task.search.items()}
             paper = ", ".join(
-                f"{k}={r.effective_value(r.first_point):g}"
-                + (f" (sampled as the range's floor {r.first_point:g})"
-                   if r.effective_value(r.first_point) != r.first_point else "")
-                for k, r in task.search.items()
+                f"{k}={value:g}"
+                + (f" (sampled as the range's floor {first[k]:g})" if value != first[k] else "")
+                for k, value in task.paper_point.items()
             )
             self.log(
                 f"[search] {task.name}: {self.opts.num_samples} trials x up to "
@@ -514,8 +513,7 @@ class Sweep:
         self.stop_if_interrupted(results, self.opts.num_samples)
         rows = trial_rows(results, self.store, self.budget.search.iterations)
         replace_trials(self.manifest, "search", task.name, rows)
-        paper = {k: r.effective_value(r.first_point) for k, r in task.search.items()}
-        best, kept_paper = keep_paper_within_noise(pick_best(rows), rows, paper)
+        best, kept_paper = keep_paper_within_noise(pick_best(rows), rows, task.paper_point)
         entry = phases["tasks"][task.name]
         entry["status"] = "done"
         entry["selection"] = kept_paper or "the top-scoring trial"
@@ -683,11 +681,7 @@ def summarise(manifest: dict[str, Any], suite: Suite, episodes: int) -> list[str
             lines.append(f"{label}: every {phase} trial failed.")
             continue
         scores = [r["score"] for r in ok]
-        eval_noise = [
-            r["score_std"] / math.sqrt(r["eval_episodes"])
-            for r in ok
-            if r.get("score_std") is not None and r.get("eval_episodes")
-        ]
+        eval_noise = [se for r in ok if (se := _evaluation_se(r)) is not None]
         entry = suite.tasks.get(task)
         behaviour = None if entry is None or variant else entry.behaviour_score
         line = (
