@@ -49,6 +49,25 @@ def _empty_columns(n: int, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
     }
 
 
+def _record(
+    cols: dict[str, np.ndarray],
+    i: int,
+    obs: np.ndarray,
+    action: np.ndarray,
+    reward: float,
+    next_obs: np.ndarray,
+    eps_id: int,
+    t: int,
+) -> None:
+    """Row ``i`` of the step columns; the caller marks terminateds and truncateds."""
+    cols["obs"][i] = obs
+    cols["actions"][i] = action
+    cols["rewards"][i] = reward
+    cols["new_obs"][i] = next_obs
+    cols["eps_id"][i] = eps_id
+    cols["t"][i] = t
+
+
 def generate_dataset(
     task: str | TaskSpec,
     num_transitions: int,
@@ -112,30 +131,26 @@ def _generate_pointmaze(
         if linger_left > 0:
             linger_left -= 1
 
-        cols["obs"][i] = obs
-        cols["actions"][i] = action
-        cols["rewards"][i] = reward
-        cols["new_obs"][i] = next_obs
-        cols["eps_id"][i] = eps_id
-        cols["t"][i] = t
+        _record(cols, i, obs, action, reward, next_obs, eps_id, t)
         t += 1
         segment_t += 1
-        if segment_t == SEGMENT_STEPS or i == n - 1:
-            # maze2d style: never terminal; the segment is cut by time.
+        segment_ends = segment_t == SEGMENT_STEPS or i == n - 1
+        if segment_ends or linger_left == 0:
+            # Never terminal: an episode ends by maze2d's periodic reset or by a new goal.
+            # On a new goal, new_obs above keeps the old one: a transition into the new
+            # goal would teach the critic that a reached goal loses its value, which no
+            # evaluation episode does (this halved the scores at 12k steps, see
+            # pointmaze.yaml).
             cols["truncateds"][i] = True
-            obs, _ = env.reset()
-            detour, linger_left, eps_id, t, segment_t = plan_detour(), -1, eps_id + 1, 0, 0
-        elif linger_left == 0:
-            # A new goal starts a new episode. new_obs above keeps the old goal: a
-            # transition into the new goal would teach the critic that a reached goal
-            # loses its value, which no evaluation episode does (this halved the scores
-            # at 12k steps, see pointmaze.yaml).
-            cols["truncateds"][i] = True
-            cell = free_cells[rng.integers(len(free_cells))]
-            new_goal = expert.cell_to_xy(cell) + rng.uniform(-GOAL_NOISE, GOAL_NOISE, 2)
-            env.set_goal(new_goal)
-            obs = next_obs.copy()
-            obs[4:6] = new_goal
+            if segment_ends:
+                obs, _ = env.reset()
+                segment_t = 0
+            else:
+                cell = free_cells[rng.integers(len(free_cells))]
+                new_goal = expert.cell_to_xy(cell) + rng.uniform(-GOAL_NOISE, GOAL_NOISE, 2)
+                env.set_goal(new_goal)
+                obs = next_obs.copy()
+                obs[4:6] = new_goal
             detour, linger_left, eps_id, t = plan_detour(), -1, eps_id + 1, 0
         else:
             obs = next_obs
@@ -168,14 +183,9 @@ def _generate_random(
     for i in range(n):
         next_obs, reward, terminated, truncated, _ = env.step(actions[i])
         truncated = truncated or i == n - 1
-        cols["obs"][i] = obs
-        cols["actions"][i] = actions[i]
-        cols["rewards"][i] = reward
-        cols["new_obs"][i] = next_obs
+        _record(cols, i, obs, actions[i], reward, next_obs, eps_id, t)
         cols["terminateds"][i] = terminated
         cols["truncateds"][i] = truncated and not terminated
-        cols["eps_id"][i] = eps_id
-        cols["t"][i] = t
         t += 1
         if terminated or truncated:
             obs, _ = env.reset(options=reset_options())
