@@ -248,14 +248,27 @@ def _config_value(values: pd.Series) -> float:
     return float(unique[0]) if len(unique) == 1 else math.nan
 
 
+def _seed_statistics(group: pd.DataFrame) -> dict[str, Any]:
+    """One config's runs: its kappa and lambda_clip, seed count, final/best mean and std."""
+    final_mean, final_std = mean_std(group["final_score"])
+    best_mean, best_std = mean_std(group["best_score"])
+    return {
+        "kappa": _config_value(group["kappa"]),
+        "lambda_clip": _config_value(group["lambda_clip"]),
+        "n_seeds": int(group["final_score"].notna().sum()),
+        "final_mean": final_mean,
+        "final_std": final_std,
+        "best_mean": best_mean,
+        "best_std": best_std,
+    }
+
+
 def results_table(
     runs: pd.DataFrame, sources: dict[str, str], reps: int = 10_000, seed: int = 0
 ) -> pd.DataFrame:
     """Per task and suite average: final and best-of-run mean +- std, IQM [CI], paper."""
     rows = []
     for task, group in runs.groupby("task", sort=True):
-        final_mean, final_std = mean_std(group["final_score"])
-        best_mean, best_std = mean_std(group["best_score"])
         final_iqm = iqm_with_ci([group["final_score"]], reps=reps, seed=seed)
         best_iqm = iqm_with_ci([group["best_score"]], reps=reps, seed=seed)
         paper = paper_number(str(task))
@@ -263,13 +276,7 @@ def results_table(
             {
                 "task": task,
                 "source": sources.get(str(task), ""),
-                "kappa": _config_value(group["kappa"]),
-                "lambda_clip": _config_value(group["lambda_clip"]),
-                "n_seeds": int(group["final_score"].notna().sum()),
-                "final_mean": final_mean,
-                "final_std": final_std,
-                "best_mean": best_mean,
-                "best_std": best_std,
+                **_seed_statistics(group),
                 "final_iqm": final_iqm[0],
                 "final_iqm_ci_low": final_iqm[1],
                 "final_iqm_ci_high": final_iqm[2],
@@ -353,19 +360,5 @@ def ablation_table(summary: pd.DataFrame) -> pd.DataFrame:
     ablation = summary[summary["phase"] == "ablation"]
     rows = []
     for (task, variant), group in ablation.groupby(["task", "variant"], sort=True):
-        final_mean, final_std = mean_std(group["final_score"])
-        best_mean, best_std = mean_std(group["best_score"])
-        rows.append(
-            {
-                "task": task,
-                "variant": variant,
-                "kappa": _config_value(group["kappa"]),
-                "lambda_clip": _config_value(group["lambda_clip"]),
-                "n_seeds": int(group["final_score"].notna().sum()),
-                "final_mean": final_mean,
-                "final_std": final_std,
-                "best_mean": best_mean,
-                "best_std": best_std,
-            }
-        )
+        rows.append({"task": task, "variant": variant, **_seed_statistics(group)})
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
