@@ -215,12 +215,18 @@ def _positive_int(raw: dict[str, Any], key: str, where: str) -> int:
     return value
 
 
+def _suite_name(raw: dict[str, Any], path: Path, keys: set[str]) -> str:
+    """The file's 'suite' after checking its top-level keys; it must match the file name."""
+    _check_keys(raw, keys, str(path))
+    name = _require(raw, "suite", str, str(path))
+    if name != path.stem:
+        raise ConfigError(f"{path}: 'suite' is {name!r} but the file is named {path.stem!r}.")
+    return name
+
+
 def _load_suite(raw: dict[str, Any], path: Path) -> Suite:
     where = str(path)
-    _check_keys(raw, {"suite", "description", "data", "tasks", "search", "budgets"}, where)
-    name = _require(raw, "suite", str, where)
-    if name != path.stem:
-        raise ConfigError(f"{where}: 'suite' is {name!r} but the file is named {path.stem!r}.")
+    name = _suite_name(raw, path, {"suite", "description", "data", "tasks", "search", "budgets"})
     data = _require(raw, "data", dict, where)
     _check_keys(data, {"source", "seed"}, f"{where} data")
     source = _require(data, "source", str, f"{where} data")
@@ -364,10 +370,7 @@ def _load_budget(name: str, raw: Any, where: str, source: str) -> Budget:
 
 def _load_ablation(raw: dict[str, Any], path: Path, base: Suite, rebased: bool) -> Suite:
     where = str(path)
-    _check_keys(raw, {"suite", "description", "base", "tasks", "grid", "seeds"}, where)
-    name = _require(raw, "suite", str, where)
-    if name != path.stem:
-        raise ConfigError(f"{where}: 'suite' is {name!r} but the file is named {path.stem!r}.")
+    name = _suite_name(raw, path, {"suite", "description", "base", "tasks", "grid", "seeds"})
     grid_raw = _require(raw, "grid", dict, where)
     if len(grid_raw) != 1:
         raise ConfigError(f"{where}: 'grid' must vary exactly one setting.")
