@@ -263,6 +263,20 @@ def _seed_statistics(group: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _iqm_columns(
+    final_iqm: tuple[float, float, float], best_iqm: tuple[float, float, float]
+) -> dict[str, float]:
+    """The table's IQM columns from two (point, ci_low, ci_high) triples."""
+    return {
+        "final_iqm": final_iqm[0],
+        "final_iqm_ci_low": final_iqm[1],
+        "final_iqm_ci_high": final_iqm[2],
+        "best_iqm": best_iqm[0],
+        "best_iqm_ci_low": best_iqm[1],
+        "best_iqm_ci_high": best_iqm[2],
+    }
+
+
 def results_table(
     runs: pd.DataFrame, sources: dict[str, str], reps: int = 10_000, seed: int = 0
 ) -> pd.DataFrame:
@@ -277,12 +291,7 @@ def results_table(
                 "task": task,
                 "source": sources.get(str(task), ""),
                 **_seed_statistics(group),
-                "final_iqm": final_iqm[0],
-                "final_iqm_ci_low": final_iqm[1],
-                "final_iqm_ci_high": final_iqm[2],
-                "best_iqm": best_iqm[0],
-                "best_iqm_ci_low": best_iqm[1],
-                "best_iqm_ci_high": best_iqm[2],
+                **_iqm_columns(final_iqm, best_iqm),
                 "paper_best_mean": paper.mean if paper else math.nan,
                 "paper_best_std": paper.std if paper else math.nan,
             }
@@ -307,12 +316,7 @@ def results_table(
             "final_std": _per_seed_suite_std(runs, "final_score"),
             "best_mean": suite_average(table["best_mean"]),
             "best_std": _per_seed_suite_std(runs, "best_score"),
-            "final_iqm": final_iqm[0],
-            "final_iqm_ci_low": final_iqm[1],
-            "final_iqm_ci_high": final_iqm[2],
-            "best_iqm": best_iqm[0],
-            "best_iqm_ci_low": best_iqm[1],
-            "best_iqm_ci_high": best_iqm[2],
+            **_iqm_columns(final_iqm, best_iqm),
             # Averaged over the same tasks, and only where the paper has every one of them.
             "paper_best_mean": (
                 suite_average(paper_means) if paper_means.notna().all() else math.nan
