@@ -1,4 +1,4 @@
-"""Sweep suites: diffcps_ray/tune_configs/<suite>.yaml (and ablations/<name>.yaml) read and validated.
+"""Sweep suites: tune_configs/<suite>.yaml (and ablations/<name>.yaml) read and validated.
 
 A suite names its tasks, where their data comes from, the search space over kappa and
 lambda_clip per task, and three budgets (smoke, demo, paper). Per-task base settings are

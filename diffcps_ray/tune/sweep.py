@@ -46,7 +46,8 @@ SEARCH_SEED = 0  # every search trial trains with this seed; confirmation uses 1
 MAX_FAILURES = 2  # retries per trial (worker death, node loss) from its last checkpoint
 # rllib-notes.md: about 2.3-2.6 GB of RAM per DiffCPS Algorithm across Ray's processes.
 MEMORY_PER_TRIAL = 2.6e9
-RESOURCES_REFRESH_S = 10.0  # how often the trial limit looks at the cluster's size again
+RESOURCES_REFRESH_S = 10.0
+MAX_PENDING_TRIALS = 1000  # how often the trial limit looks at the cluster's size again
 
 
 @dataclass
@@ -485,6 +486,12 @@ class Sweep:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # Checkpoints at every evaluation are deliberate (fault tolerance); don't warn.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        # Tune lets a custom searcher have one pending trial at a time, so a cluster would
+        # fill one placement group after another; the plan's own limit bounds live trials.
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(MAX_PENDING_TRIALS))
+        if self.manifest.get("status") == "done":
+            self.log(f"[sweep] {self.store.uri} finished earlier; nothing to run.")
+            return self.manifest
         self.manifest["options"] = asdict(self.opts)
         self.manifest["status"] = "running"
         self._record_phases()
