@@ -59,7 +59,7 @@ def test_paper_budgets_follow_the_authors_protocol(name: str) -> None:
 
 
 def test_demo_budget_trains_past_the_behaviour_with_enough_episodes() -> None:
-    """pointmaze-notes.md: ~10-12k steps to beat the behaviour; 50 episodes for +-5 noise."""
+    """docs/pointmaze.md: ~10-12k steps to beat the behaviour; 50 episodes for +-5 noise."""
     demo = load_suite("pointmaze").budget("demo")
     assert demo.confirm.gradient_steps >= 12_000
     assert demo.confirm.eval_episodes >= 50

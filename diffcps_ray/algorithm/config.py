@@ -1,7 +1,7 @@
 """DiffCPS settings: every constant of the method, with the authors' defaults.
 
 Defaults are those of the authors' implementation (DiffCPS on the Diffusion-QL code base,
-see algorithm-spec.md); where the paper says something else the field's comment says so.
+see docs/method.md); where the paper says something else the field's comment says so.
 ``TASK_SETTINGS`` is the per-task table (paper Table 3 plus the implementation's ``gn``
 and initial lambda); :meth:`DiffCPSSettings.for_task` applies it.
 """
@@ -284,8 +284,8 @@ TASK_SETTINGS: dict[str, dict[str, Any]] = {
     # The authors ran AntMaze on v0 (broken timeouts); v2 fixes the data. Same settings.
     **{f"antmaze-{name}-{version}": dict(values)
        for name, values in _ANTMAZE.items() for version in ("v0", "v2")},
-    # Not in the paper: locally generated PointMaze data (pointmaze-notes.md) with
+    # Not in the paper: locally generated PointMaze data (docs/pointmaze.md) with
     # hopper-medium-like settings; rewards are used as generated.
     **{f"pointmaze-{maze}": _locomotion(0.05, 9.0) for maze in ("umaze", "medium", "large")},
 }  # fmt: skip
-"""Per-task overrides of the defaults (algorithm-spec.md table)."""
+"""Per-task overrides of the defaults (the table in docs/method.md)."""

@@ -2,7 +2,7 @@
 
 A suite names its tasks, where their data comes from, the search space over kappa and
 lambda_clip per task, and three budgets (smoke, demo, paper). Per-task base settings are
-not retyped here: they come from ``DiffCPSSettings.for_task`` (algorithm-spec.md's table);
+not retyped here: they come from ``DiffCPSSettings.for_task`` (the table in docs/method.md);
 the YAML only holds overrides on top of them.
 
 Search ranges are log-uniform. A range may be written absolutely (``low``/``high``) or
@@ -404,7 +404,7 @@ def _load_ablation(raw: dict[str, Any], path: Path, base: Suite, rebased: bool) 
     )
 
 
-# --- per-task settings (algorithm-spec.md's table lives in diffcps_ray.algorithm) -----------
+# --- per-task settings (docs/method.md's table lives in diffcps_ray.algorithm) --------------
 
 # Our names for the searched settings -> DiffCPSSettings field names.
 SETTINGS_FIELDS = {"kappa": "kappa", "lambda_clip": "lambda_clip"}
