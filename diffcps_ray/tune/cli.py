@@ -2,19 +2,26 @@
 
     python -m diffcps_ray.tune --suite pointmaze --budget demo --storage results --name demo
 
-Steps: load and validate the suite (tune_configs/), make sure the data is there (generate
-it, convert it, or stop with one sentence before starting Ray), start or join Ray, run the
-search phase per task and the confirmation phase, keep STORAGE/NAME/experiment.json
-current, and print a summary per task.
+Steps: load and validate the suite (diffcps_ray/tune_configs/), make sure the data is there (generate
+it, convert it, or stop with one sentence before starting Ray), start or join Ray, run
+every task's search and confirmation in one Tune experiment, keep
+STORAGE/NAME/experiment.json current, and print a summary per task.
+
+Ctrl-C or SIGTERM (what ``kill`` and cluster schedulers send) stops the sweep at any
+point: Tune saves its state, experiment.json says "interrupted", the resume command is
+printed and the exit status is 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from diffcps_ray.cli import PlainArgumentParser
@@ -22,6 +29,10 @@ from diffcps_ray.errors import ConfigError
 from diffcps_ray.tune.suites import BUDGETS, list_suites, load_suite
 
 DEFAULT_DATA_CPUS = 2.0
+INTERRUPTED_EXIT = 130  # the shell's status for a process ended by SIGINT
+# Defaults of the options a resumed sweep may change (None in the parser: "not given").
+RESUMABLE_DEFAULTS = {"gpus_per_trial": 0.0, "cpus_per_trial": 1.0, "max_concurrent": None,
+                      "data_cpus": DEFAULT_DATA_CPUS, "address": None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="experiment name; it lands in STORAGE/NAME (default SUITE-BUDGET)")
     parser.add_argument("--address", default=None,
                         help="join this Ray cluster (e.g. auto or HOST:6379); default local")
-    parser.add_argument("--gpus-per-trial", type=float, default=0.0,
+    parser.add_argument("--gpus-per-trial", type=float, default=None,
                         help="GPUs per trial, fractions allowed (default 0)")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0,
+    parser.add_argument("--cpus-per-trial", type=float, default=None,
                         help="CPUs per trial (default 1)")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="search trials per task (default: the budget's)")
@@ -54,27 +65,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeds per task in the confirmation phase (default: the budget's)")
     parser.add_argument("--max-concurrent", type=int, default=None,
                         help="trials at once (default: CPUs left after Ray Data's share)")
-    parser.add_argument("--data-cpus", type=float, default=DEFAULT_DATA_CPUS,
+    parser.add_argument("--data-cpus", type=float, default=None,
                         help="CPUs kept free of trials for Ray Data tasks (default 2)")
+    parser.add_argument("--optuna-storage", default=None, metavar="URL",
+                        help="keep the Optuna studies in this database (sqlite:///f.db, "
+                             "postgresql://...); default: journal files in the experiment")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="run only these tasks of the suite")
     parser.add_argument("--base", default=None,
                         help="ablations only: run on this suite's tasks and budgets instead")
     parser.add_argument("--resume", action="store_true",
-                        help="continue STORAGE/NAME where it stopped (starts it if absent)")
+                        help="continue STORAGE/NAME where it stopped (starts it if absent); "
+                             "--address, --gpus-per-trial, --cpus-per-trial, "
+                             "--max-concurrent and --data-cpus may change, the rest is kept")
     return parser
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.gpus_per_trial < 0:
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
         raise ConfigError(f"--gpus-per-trial must be 0 or more, got {args.gpus_per_trial}.")
-    if args.cpus_per_trial <= 0:
+    if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise ConfigError(f"--cpus-per-trial must be above 0, got {args.cpus_per_trial}.")
     for flag in ("num_samples", "seeds", "max_concurrent"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1, got {value}.")
-    if args.data_cpus < 0:
+    if args.data_cpus is not None and args.data_cpus < 0:
         raise ConfigError(f"--data-cpus must be 0 or more, got {args.data_cpus}.")
 
 
@@ -85,18 +101,29 @@ def main(argv: list[str] | None = None) -> int:
     from diffcps_ray.runtime import set_torch_threads
 
     set_torch_threads(1)
-    from diffcps_ray.tune.sweep import Sweep, SweepOptions, elapsed, start_ray, summarise
+    from diffcps_ray.tune.sweep import (
+        Sweep,
+        SweepInterruptedError,
+        SweepOptions,
+        elapsed,
+        start_ray,
+        summarise,
+    )
 
     name = args.name or f"{args.suite}-{args.budget}"
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
-    resumed = None
-    if args.resume:
-        resumed = _saved_options(storage, name)
+    resume_hint = f"python -m diffcps_ray.tune --storage {storage} --name {name} --resume"
+    given = {key: getattr(args, key) for key in RESUMABLE_DEFAULTS
+             if getattr(args, key) is not None}
+    resumed = _saved_options(storage, name) if args.resume else None
     if resumed is not None:
-        # A resumed sweep is the sweep that was started: its recorded options win.
-        opts = SweepOptions(**{**resumed, "storage": storage, "name": name,
-                               "address": args.address or resumed.get("address")})
-        print(f"Resuming {opts.suite} ({opts.budget}) in {storage}/{name}.")
+        # A resumed sweep computes what was started; only where and how big it runs may change.
+        opts = SweepOptions(**{**resumed, **given, "storage": storage, "name": name})
+        changed = {k: v for k, v in given.items() if resumed.get(k) != v}
+        print(f"Resuming {opts.suite} ({opts.budget}) in {storage}/{name}"
+              + (": changed " + ", ".join(f"--{k.replace('_', '-')} {v}"
+                                          for k, v in changed.items()) if changed else "")
+              + "; kept the recorded suite, budget, tasks, samples, seeds and data root.")
     else:
         suite = load_suite(args.suite, args.base)
         budget = suite.budget(args.budget)
@@ -108,28 +135,37 @@ def main(argv: list[str] | None = None) -> int:
             data_root=str(Path(args.data_root).expanduser().resolve()),
             storage=storage,
             name=name,
-            address=args.address,
-            gpus_per_trial=args.gpus_per_trial,
-            cpus_per_trial=args.cpus_per_trial,
             num_samples=args.num_samples or budget.num_samples,
             seeds=seeds,
-            max_concurrent=args.max_concurrent,
-            data_cpus=args.data_cpus,
             base=args.base,
+            optuna_storage=args.optuna_storage,
+            **{**RESUMABLE_DEFAULTS, **given},
         )
     suite = load_suite(opts.suite, opts.base)
     budget = suite.budget(opts.budget)
 
-    from diffcps_ray.tune.data_prep import prepare_data
-
-    # Before Ray: a missing D4RL file stops here with one sentence.
-    prepare_data(suite, opts.tasks, Path(opts.data_root), budget.transitions)
-
-    command = "python -m diffcps_ray.tune " + shlex.join(sys.argv[1:] if argv is None else argv)
-    sweep = Sweep(suite, opts, command, resume=args.resume)
-    started = start_ray(opts)
+    sweep = None
+    started = False
     try:
-        manifest = sweep.run()
+        with _signals_stop_the_sweep():
+            from diffcps_ray.tune.data_prep import prepare_data
+
+            # Before Ray: a missing D4RL file stops here with one sentence.
+            prepare_data(suite, opts.tasks, Path(opts.data_root), budget.transitions)
+            command = "python -m diffcps_ray.tune " + shlex.join(
+                sys.argv[1:] if argv is None else argv)
+            sweep = Sweep(suite, opts, command, resume=args.resume)
+            started = start_ray(opts)
+            # Ray's driver start-up installs a SIGTERM handler that exits at once; ours
+            # stops Tune cleanly instead.
+            signal.signal(signal.SIGTERM, _terminate)
+            manifest = sweep.run()
+    except (KeyboardInterrupt, SweepInterruptedError):
+        if sweep is not None:
+            sweep.mark_interrupted()
+        print(f"\nInterrupted; nothing finished is lost. Continue with: {resume_hint}",
+              flush=True)
+        return INTERRUPTED_EXIT
     finally:
         if started:
             import ray
@@ -141,6 +177,28 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + line)
     print(f"Done in {elapsed(start)}.")
     return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM acts as Ctrl-C: Tune's SIGINT handler while it runs, else KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not _terminate:
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals_stop_the_sweep() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt outside Tune; Tune stops cleanly inside."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _saved_options(storage: str, name: str) -> dict | None:
@@ -155,5 +213,5 @@ def _saved_options(storage: str, name: str) -> dict | None:
         raise ConfigError(f"{store.uri}/experiment.json has no recorded options to resume.")
     from diffcps_ray.tune.sweep import SweepOptions
 
-    known = set(asdict(SweepOptions("", "", [], "", "", "", None, 0, 1, 1, 1, None, 0)))
+    known = {field.name for field in fields(SweepOptions)}
     return {k: v for k, v in options.items() if k in known}
