@@ -37,7 +37,10 @@ on_trial_complete / on_trial_error):
 - bound_s = max(work_bound_s, chain_bound_s), makespan_over_bound = makespan_s / bound_s;
 - utilization = busy slot-seconds / (slots x makespan_s), a slot being busy while a trial
   runs on it (from its start to its stop event);
-- also: work_utilization (trial_iterations x seconds_per_iteration / (slots x makespan_s):
+- also: the Tune experiments the sweep ran (one per Tuner) and, for each, the wait from
+  its start to its first running trial (trial actors starting: one process each, with
+  Ray and Tune imported, much slower on a busy 2-core machine than on a cluster's nodes);
+  work_utilization (trial_iterations x seconds_per_iteration / (slots x makespan_s):
   the share of slot time spent in the iterations themselves), the measured seconds per
   iteration inside trials (sleep + reporting + checkpointing), the most trials that ran at
   once, and the load average.
@@ -189,6 +192,25 @@ class SlotTimeline(tune.Callback):
         self.running: dict[str, float] = {}
         self.intervals: list[tuple[str, float, float]] = []  # (trial id, start, stop)
         self.trials: set[str] = set()
+        self.experiments: list[list[float]] = []  # per Tune experiment: [start, end]
+
+    def setup(self, **info: Any) -> None:
+        self.experiments.append([time.time(), math.nan])
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.experiments:
+            self.experiments[-1][1] = time.time()
+
+    def first_start_waits(self) -> list[float]:
+        """Per Tune experiment: seconds from its start to its first trial's start (the
+        wait for trial actors, which a fresh Tuner starts anew)."""
+        waits = []
+        for start, end in self.experiments:
+            stop = end if math.isfinite(end) else math.inf
+            firsts = [s for _, s, _ in self.intervals if start <= s <= stop]
+            if firsts:
+                waits.append(min(firsts) - start)
+        return waits
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.trials.add(trial.trial_id)
@@ -300,6 +322,9 @@ def measure(
         "measured_s_per_iteration": round(busy / iterations, 3) if iterations else None,
         "first_start_to_last_stop_s": round(max(stops) - min(starts), 2) if starts else None,
         "peak_running": timeline.peak_running(),
+        # Tune experiments (one Tuner each) and their waits for a first running trial.
+        "tune_experiments": len(timeline.experiments),
+        "first_trial_waits_s": [round(w, 1) for w in timeline.first_start_waits()],
         "trials_by_phase": {
             phase: sum(r["phase"] == phase for r in rows)
             for phase in sorted({r["phase"] for r in rows})

@@ -80,6 +80,10 @@ def test_two_slot_run_reports_figures_that_match_its_experiment(tmp_path: Path) 
     assert 0 < figures["utilization"] <= 1
     assert 0 < figures["work_utilization"] <= figures["utilization"]
     assert 1 <= figures["peak_running"] <= 2
+    # Every Tune experiment the sweep ran had a trial start after it began.
+    assert figures["tune_experiments"] >= 1
+    assert len(figures["first_trial_waits_s"]) == figures["tune_experiments"]
+    assert all(wait >= 0 for wait in figures["first_trial_waits_s"])
     # The bound is what the docstring says, from the experiment's own rows.
     iterations = sum(r["iterations"] for r in rows)
     assert figures["trial_iterations"] == iterations
