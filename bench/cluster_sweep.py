@@ -404,6 +404,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     ray.init(
+        address="local",  # always a fresh simulated cluster, never a `ray start` one nearby
         num_cpus=args.slots + math.ceil(data_cpus),
         num_gpus=args.slots,
         # Ray's reservable memory: enough for the sweep's memory limit to allow every slot.
