@@ -26,11 +26,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q
 
-# The main job on the embedded default: a PointMaze sweep, then its report. --resume makes
-# a re-run continue an interrupted sweep (or re-print a finished one); rm -r results/demo
-# to start over.
+# The main job on the embedded default: a PointMaze UMaze sweep, then its report. --resume
+# makes a re-run continue an interrupted sweep (or re-print a finished one); rm -r
+# results/demo to start over. The suite also holds pointmaze-medium; the demo's budget is
+# planned for UMaze alone.
 demo: $(STAMP)
-	$(PY) -m diffcps_ray.tune --suite pointmaze --budget demo --storage results --name demo --resume
+	$(PY) -m diffcps_ray.tune --suite pointmaze --budget demo --tasks pointmaze-umaze --storage results --name demo --resume
 	$(PY) -m analysis.aggregate results/demo --out results/demo/report
 
 # The paper's toy bandit (section 3.1); the full default takes about an hour on one core.

@@ -1,7 +1,8 @@
 """Where a smoke sweep's wall time goes: training and evaluation vs orchestration.
 
-Runs ``python -m diffcps_ray.tune --suite pointmaze --budget smoke`` (the real DiffCPS
-trainable) in a temporary directory, then reads every trial's result.json:
+Runs ``python -m diffcps_ray.tune --suite pointmaze --budget smoke --tasks
+pointmaze-umaze`` (the real DiffCPS trainable) in a temporary directory, then reads every
+trial's result.json:
 
 - train_s: time in gradient steps (each iteration's steps / the learner's steps_per_s),
 - eval_s: time inside simulator evaluations (the Algorithm's own evaluation timer),
@@ -65,8 +66,10 @@ def main(argv: list[str]) -> int:
         keep, argv = Path(argv[1]), argv[2:]
     root = keep or Path(tempfile.mkdtemp(prefix="tune_overhead_"))
     name = f"overhead-{int(time.time())}"
+    # UMaze alone, as before the suite gained pointmaze-medium (--tasks in argv overrides).
     args = ["--suite", "pointmaze", "--budget", "smoke", "--data-root", str(root / "data"),
-            "--storage", str(root / "runs"), "--name", name, *argv]
+            "--storage", str(root / "runs"), "--name", name, "--tasks", "pointmaze-umaze",
+            *argv]
     # Data generation is not part of a sweep's orchestration: make it first.
     from diffcps_ray.tune.data_prep import prepare_data
 

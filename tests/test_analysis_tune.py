@@ -89,7 +89,8 @@ def test_aggregate_on_the_real_smoke_sweep(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     tune = [sys.executable, "-m", "diffcps_ray.tune", "--suite", "pointmaze", "--budget",
             "smoke", "--data-root", str(tmp_path / "data"), "--storage", str(tmp_path / "runs"),
-            "--name", "smoke"]
+            # UMaze alone: both tasks' sweep is tests/test_tune_e2e.py's.
+            "--name", "smoke", "--tasks", "pointmaze-umaze"]
     swept = subprocess.run(tune, cwd=ROOT, env=env, timeout=900, capture_output=True, text=True)
     run_dir = tmp_path / "runs" / "smoke"
     assert (run_dir / "experiment.json").is_file(), swept.stderr[-3000:]

@@ -8,26 +8,32 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from diffcps_ray.cli import run_main
 from diffcps_ray.data.__main__ import main
 from diffcps_ray.data.generate import GENERATOR_VERSION
 from diffcps_ray.data.shards import load_transitions, read_manifest
+from diffcps_ray.tune.suites import load_suite
 from tests.test_data_formats import the_error
 
+POINTMAZE_SUITE_TASKS = list(load_suite("pointmaze").tasks)
 
-def test_generate_writes_shards_with_progress(tmp_path, capsys):
-    argv = ["generate", "--task", "pointmaze-umaze", "--out", str(tmp_path), "--steps", "1500"]
+
+@pytest.mark.parametrize("task", POINTMAZE_SUITE_TASKS)
+def test_generate_writes_shards_with_progress(tmp_path, capsys, task):
+    argv = ["generate", "--task", task, "--out", str(tmp_path), "--steps", "1500"]
     assert run_main(main, [*argv, "--seed", "3", "--rows-per-shard", "1000"]) == 0
     err = capsys.readouterr().err
     assert "1500/1500 transitions" in err and "wrote 1500 transitions" in err
 
-    manifest = read_manifest(tmp_path / "pointmaze-umaze")
+    manifest = read_manifest(tmp_path / task)
+    assert manifest.task == task
     assert manifest.source == {
         "kind": "generated", "seed": 3, "steps": 1500, "generator_version": GENERATOR_VERSION
     }
     assert [s.rows for s in manifest.shards] == [1000, 500]
-    data = load_transitions(tmp_path / "pointmaze-umaze")
+    data = load_transitions(tmp_path / task)
     assert data["obs"].shape == (1500, 6) and np.isfinite(data["obs"]).all()
 
     # Same seed, same data; an existing target needs --overwrite.

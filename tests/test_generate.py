@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from diffcps_ray.data.generate import SEGMENT_STEPS, generate_dataset
+from diffcps_ray.envs.pointmaze import PointMazeExpert
 from diffcps_ray.envs.tasks import get_task
 from diffcps_ray.errors import DataError
 
@@ -19,7 +20,12 @@ COLUMNS = {
     "eps_id": np.int64,
     "t": np.int64,
 }
-CASES = [("pointmaze-umaze", 2500), ("hopper-medium-v2", 600), ("antmaze-umaze-v2", 400)]
+CASES = [
+    ("pointmaze-umaze", 2500), ("pointmaze-medium", 2500), ("hopper-medium-v2", 600),
+    ("antmaze-umaze-v2", 400),
+]
+# The generated suite's tasks: each one's data must have the recipe's shape.
+POINTMAZE_SUITE_TASKS = ["pointmaze-umaze", "pointmaze-medium"]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
@@ -71,8 +77,15 @@ def test_deterministic_per_seed() -> None:
     np.testing.assert_array_equal(h1["new_obs"], h2["new_obs"])
 
 
-def test_pointmaze_recipe() -> None:
-    data = generate_dataset("pointmaze-umaze", 2500, seed=7)
+def test_the_pointmaze_suite_is_the_tasks_tested_here() -> None:
+    from diffcps_ray.tune.suites import load_suite
+
+    assert list(load_suite("pointmaze").tasks) == POINTMAZE_SUITE_TASKS
+
+
+@pytest.mark.parametrize("task", POINTMAZE_SUITE_TASKS)
+def test_pointmaze_recipe(task: str) -> None:
+    data = generate_dataset(task, 2500, seed=7)
     obs, new_obs, eps = data["obs"], data["new_obs"], data["eps_id"]
     # maze2d style: never terminal.
     assert not data["terminateds"].any()
@@ -95,6 +108,13 @@ def test_pointmaze_recipe() -> None:
     # The point lingers at a reached goal before the next one (noise may push it out).
     assert data["rewards"][ends[carries_on][:, None] - np.arange(10)].mean() > 0.5
     assert 0.02 < data["rewards"].mean() < 0.5
+    # Positions stay inside the maze's outer walls (1 x 1 cells, the map centred on 0)
+    # and every goal lies in a free cell.
+    expert = PointMazeExpert(get_task(task).env_name)
+    inside = np.array([expert.cols, expert.rows]) / 2 - 1.0
+    assert (np.abs(obs[:, :2]) <= inside).all()
+    goal_cells = expert.xy_to_cell(obs[:, 4:6].astype(np.float64))
+    assert expert.free[goal_cells[:, 0], goal_cells[:, 1]].all()
 
 
 def test_progress_and_bad_size() -> None:

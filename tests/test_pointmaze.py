@@ -86,3 +86,56 @@ def test_reference_scores_command(tmp_path, capsys) -> None:
         assert entry["ref_max_score"] > entry["ref_min_score"]
     assert reference_scores.main(["--episodes", "0", "--out", str(out)]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+# --- the generated data's behaviour policy (data/generate.py) -----------------------------
+
+
+def test_behaviour_policy_acts_on_one_observation_at_a_time() -> None:
+    from diffcps_ray.data.generate import PointMazeBehaviour
+    from diffcps_ray.errors import DataError
+
+    behaviour = PointMazeBehaviour("pointmaze-medium", seed=0)
+    action = behaviour(np.zeros((1, 6), dtype=np.float32))
+    assert action.shape == (1, 2) and action.dtype == np.float32
+    assert np.all(np.abs(action) <= 1.0)
+    with pytest.raises(DataError, match="num_envs=1"):
+        behaviour(np.zeros((2, 6), dtype=np.float32))
+    with pytest.raises(DataError, match="no scripted behaviour policy"):
+        PointMazeBehaviour("hopper-medium-v2", seed=0)
+
+
+@pytest.mark.parametrize("task", ["pointmaze-umaze", "pointmaze-medium"])
+def test_suite_behaviour_scores_are_what_the_behaviour_policy_scores(task: str) -> None:
+    """tune_configs/pointmaze.yaml's behaviour_score per task was measured over 300
+    episodes; 30 episodes of another seed agree within their noise."""
+    from diffcps_ray.envs.reference_scores import measure_behaviour
+    from diffcps_ray.tune.suites import load_suite
+
+    suite = load_suite("pointmaze")
+    assert list(suite.tasks) == ["pointmaze-umaze", "pointmaze-medium"]
+    measured = measure_behaviour(task, 30, seed=1)
+    recorded = suite.tasks[task].behaviour_score
+    assert recorded is not None
+    assert abs(measured["normalized_score"] - recorded) <= 3 * measured["normalized_score_se"]
+    # Between a random policy (0) and the expert (100), and mostly reaching the goal.
+    assert 20 < measured["normalized_score"] < 90
+    assert measured["success_rate"] > 0.7
+
+
+def test_behaviour_command_prints_scores_and_writes_nothing(tmp_path, capsys) -> None:
+    from diffcps_ray.envs import reference_scores
+
+    out = tmp_path / "scores.json"
+    argv = ["--behaviour", "pointmaze-umaze", "--episodes", "2", "--seed", "1", "--out", str(out)]
+    assert reference_scores.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("pointmaze-umaze: behaviour return ")
+    assert "normalised" in printed and "over 2 episodes, seed 1" in printed
+    assert not out.exists()
+    assert reference_scores.main(["--behaviour", "hopper-medium-v2", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "--behaviour takes PointMaze tasks (pointmaze-large, pointmaze-medium, "
+        "pointmaze-umaze), got 'hopper-medium-v2'."
+    )
+    assert not out.exists()

@@ -81,7 +81,9 @@ def test_zero_floor_runs_the_paper_zero_as_exactly_zero() -> None:
 def test_ablation_can_be_rebased_on_the_generated_suite() -> None:
     suite = load_suite("ablation-T", base_override="pointmaze")
     assert suite.is_ablation and suite.base == "pointmaze"
-    assert list(suite.tasks) == ["pointmaze-umaze"]
+    # A re-based ablation runs on every task of its new base.
+    assert list(suite.tasks) == list(load_suite("pointmaze").tasks)
+    assert list(suite.tasks) == ["pointmaze-umaze", "pointmaze-medium"]
     assert suite.grid == {"T": [5, 15, 20]}
 
 

@@ -160,6 +160,56 @@ def _generate_pointmaze(
     return cols
 
 
+class PointMazeBehaviour:
+    """The PointMaze data's behaviour policy as an ``act_fn`` for evaluate_policy.
+
+    The generator's recipe in an evaluation episode: the expert plus N(0, ACTION_NOISE_STD)
+    action noise, RANDOM_ACTION_PROB uniform random actions, and with DETOUR_PROB a detour
+    through a random free cell before heading for the goal. An evaluation episode keeps one
+    goal for its whole length, so the generator's lingering and new goals never come up.
+
+    It keeps a detour per episode, so it needs evaluate_policy's ``num_envs=1`` (one
+    observation per call, episodes one after another); PointMaze episodes end only at their
+    time limit, which is how it knows where an episode starts. The generator's own random
+    streams are not shared: its scores, not its actions, match the data's.
+    """
+
+    def __init__(self, task: str | TaskSpec, seed: int) -> None:
+        from diffcps_ray.envs.pointmaze import PointMazeExpert
+
+        self.spec = get_task(task) if isinstance(task, str) else task
+        if self.spec.family != "pointmaze":
+            raise DataError(f"{self.spec.name} has no scripted behaviour policy; PointMaze has.")
+        self.expert = PointMazeExpert(self.spec.env_name)
+        self.rng = np.random.default_rng(seed)
+        self.steps = 0
+        self.detour: np.ndarray | None = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.shape != (1, self.spec.obs_dim):
+            raise DataError(
+                f"PointMazeBehaviour acts on one observation at a time (evaluate_policy's "
+                f"num_envs=1), got shape {obs.shape}."
+            )
+        if self.steps % self.spec.max_episode_steps == 0:  # a new episode
+            self.detour = None
+            if self.rng.random() < DETOUR_PROB:
+                cells = self.expert.free_cells
+                self.detour = self.expert.cell_to_xy(cells[self.rng.integers(len(cells))])
+        self.steps += 1
+        pos, vel, goal = obs[0, 0:2], obs[0, 2:4], obs[0, 4:6]
+        if self.detour is not None and np.linalg.norm(pos - self.detour) <= DETOUR_RADIUS:
+            self.detour = None
+        if self.rng.random() < RANDOM_ACTION_PROB:
+            action = self.rng.uniform(-1.0, 1.0, 2)
+        else:
+            target = goal if self.detour is None else self.detour
+            action = self.expert.act_towards(pos, vel, target)
+            action = np.clip(action + self.rng.normal(0.0, ACTION_NOISE_STD, 2), -1.0, 1.0)
+        return action[None].astype(np.float32)
+
+
 def _generate_random(
     spec: TaskSpec, n: int, seed: int, progress: ProgressFn | None
 ) -> dict[str, np.ndarray]:

@@ -1,10 +1,15 @@
 """Measure PointMaze reference scores: random policy (min) and noiseless scripted expert (max).
 
     python -m diffcps_ray.envs.reference_scores [--episodes N] [--seed S] [--out PATH]
+    python -m diffcps_ray.envs.reference_scores --behaviour TASK [TASK ...] [--episodes N]
 
 Both use the evaluation protocol of evaluate_policy (random start and goal cells, the
 task's episode length); the table is written to diffcps_ray/envs/reference_scores.json,
 which tasks.py reads for the PointMaze tasks' ref_min_score / ref_max_score.
+
+``--behaviour`` instead measures the generated data's behaviour policy (the noisy,
+detouring expert of data/generate.py) under the same protocol and prints its return and
+normalised score per task (the suites' ``behaviour_score``); it writes nothing.
 """
 
 from __future__ import annotations
@@ -45,15 +50,56 @@ def measure(task_name: str, episodes: int, seed: int) -> dict[str, float]:
     }
 
 
+def measure_behaviour(task_name: str, episodes: int, seed: int) -> dict[str, float]:
+    """The data's behaviour policy under the evaluation protocol: return and score."""
+    from diffcps_ray.data.generate import PointMazeBehaviour
+
+    spec = get_task(task_name)
+    # One env: the behaviour keeps a detour per episode (see PointMazeBehaviour).
+    result = evaluate_policy(spec, PointMazeBehaviour(spec, seed), episodes, seed, num_envs=1)
+    return_se = result["episode_return_std"] / np.sqrt(episodes)
+    span = spec.ref_max_score - spec.ref_min_score
+    return {
+        "return_mean": round(result["episode_return_mean"], 2),
+        "return_std": round(result["episode_return_std"], 2),
+        "return_se": round(float(return_se), 2),
+        "normalized_score": round(result["normalized_score"], 2),
+        "normalized_score_se": round(float(100.0 * return_se / span), 2),
+        "success_rate": result["success_rate"],
+        "episodes": episodes,
+        "seed": seed,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=300, help="episodes per policy")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--out", type=Path, default=REFERENCE_SCORES_PATH)
+    parser.add_argument("--behaviour", nargs="+", metavar="TASK", default=None,
+                        help="measure the generated data's behaviour policy on these tasks")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         print(f"--episodes must be at least 1, got {args.episodes}.", file=sys.stderr)
         return 2
+    if args.behaviour:
+        pointmaze = list_tasks("pointmaze")
+        unknown = [t for t in args.behaviour if t not in pointmaze]
+        if unknown:
+            print(f"--behaviour takes PointMaze tasks ({', '.join(pointmaze)}), got "
+                  f"{unknown[0]!r}.", file=sys.stderr)
+            return 2
+        for name in args.behaviour:
+            start = time.perf_counter()
+            row = measure_behaviour(name, args.episodes, args.seed)
+            print(
+                f"{name}: behaviour return {row['return_mean']:.1f} +- {row['return_se']:.1f} "
+                f"(standard error; episode spread {row['return_std']:.1f}), normalised "
+                f"{row['normalized_score']:.1f} +- {row['normalized_score_se']:.1f}, success "
+                f"{row['success_rate']:.1%} over {args.episodes} episodes, seed {args.seed} "
+                f"({time.perf_counter() - start:.0f} s)", flush=True,
+            )
+        return 0
     table: dict[str, object] = {
         "format_version": FORMAT_VERSION,
         "command": "python -m diffcps_ray.envs.reference_scores "
