@@ -166,7 +166,7 @@ class Policy:
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
         try:
             torch.save(self.weights, tmp / WEIGHTS_FILE)
-            text = json.dumps(_jsonable(self.to_json()), indent=2) + "\n"
+            text = json.dumps(jsonable(self.to_json()), indent=2) + "\n"
             (tmp / POLICY_FILE).write_text(text)
             tmp.chmod(0o755)
             if directory.exists():
@@ -229,11 +229,11 @@ def read_policy_json(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
