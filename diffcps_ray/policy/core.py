@@ -128,11 +128,18 @@ class Policy:
     def describe(self) -> str:
         """Where this policy came from, in a few words (for log lines)."""
         p = self.provenance
-        parts = [p.get("kind", "policy")]
-        if p.get("trial_id"):
-            parts.append(f"trial {p['trial_id']}")
+        kind = p.get("kind", "policy")
+        if kind == "trial":
+            kind = f"{p['phase']} trial" if p.get("phase") else "trial"
+            kind += f" {p['trial_id']}" if p.get("trial_id") else ""
+        elif kind == "train":
+            kind = "train run"
+        parts = [kind]
         if p.get("seed") is not None:
             parts.append(f"seed {p['seed']}")
+        if p.get("checkpoint_kind"):
+            label = {"best": "best-of-run"}.get(p["checkpoint_kind"], p["checkpoint_kind"])
+            parts.append(f"{label} checkpoint")
         if p.get("iteration") is not None:
             parts.append(f"iteration {p['iteration']}")
         return ", ".join(str(x) for x in parts)

@@ -103,7 +103,8 @@ def find_policies(path: str | Path, task: str | None = None) -> dict[str, Policy
             f"{path} is not a run, experiment or policy directory (no such directory)."
         )
     if (root / POLICY_FILE).is_file():
-        refs = {_exported_ref(root).task: _exported_ref(root)}
+        ref = _exported_ref(root)
+        refs = {ref.task: ref}
     elif (root / EXPERIMENT_FILE).is_file():
         refs = experiment_policies(root)
     elif (root / SUMMARY_FILE).is_file():
@@ -290,8 +291,6 @@ def _trial_context(trial_dir: Path, **provenance: Any) -> CheckpointContext:
             "trial_id": trial_dir.name.split("_", 1)[-1],
             "phase": params.get("phase"),
             "seed": params.get("seed"),
-            "kappa": params.get("kappa"),
-            "lambda_clip": params.get("lambda_clip"),
             **provenance,
         },
     )
