@@ -61,7 +61,11 @@ def check_rendering() -> None:
         renderer.render()
         renderer.close()
     except Exception as error:  # any failure of the GL stack means the same to the user
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        if isinstance(error, AttributeError | ImportError | OSError):
+            # What a missing GL library looks like from Python ('NoneType' has no glGetError).
+            reason = "its GL library did not load"
+        else:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise VideoError(
             f"Cannot render video: MuJoCo has no working OpenGL backend with "
             f"MUJOCO_GL={backend} ({reason}); install EGL (apt-get install libegl1) and set "
