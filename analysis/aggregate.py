@@ -10,6 +10,7 @@ into --out (default RUN_DIR/analysis):
     tables/runs.csv             the runs behind the table (one row per seed)
     tables/search.{md,csv}      every search-phase trial: kappa, lambda_clip, scores
     figures/learning_curves.png, figures/sensitivity.png, figures/performance_profile.png
+    figures/rollouts_<task>.png  maze tasks: paths of the best confirmed policy's episodes
 
 Everything is written into a temporary sibling directory that replaces --out at the end,
 so a failure leaves the previous output (or nothing) in place.
@@ -49,6 +50,8 @@ from diffcps_ray.results import metric_value, score_summary
 
 DEFAULT_REPS = 10_000
 PROFILE_REPS = 2_000
+DEFAULT_ROLLOUT_EPISODES = 10
+MAZE_FAMILIES = ("pointmaze", "antmaze")
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Analysis:
     ablation: pd.DataFrame  # stats.ABLATION_COLUMNS; empty without an ablation phase
     reps: int
     seed: int
+    rollout_episodes: int = DEFAULT_ROLLOUT_EPISODES
 
 
 def analyse(experiment: Experiment, reps: int = DEFAULT_REPS, seed: int = 0) -> Analysis:
@@ -456,8 +460,96 @@ def report_markdown(analysis: Analysis, figures: dict[str, str], out_dir: Path) 
                          f"![{name}](figures/{name}.png)\n")
         else:
             parts.append(f"\n### {name.replace('_', ' ')}\n\nNot drawn: no data for it.\n")
+    for name, caption in sorted(figures.items()):
+        if name.startswith("rollouts_"):
+            task = name.removeprefix("rollouts_")
+            image = f"\n\n![{name}](figures/{name}.png)" if not caption.startswith("Not") else ""
+            parts.append(f"\n### rollouts: {task}\n\n{caption}{image}\n")
+    parts += ["\n## Policies\n\n", _policies_markdown(experiment.run_dir)]
     parts += ["\n## Missing or failed trials\n\n", _problems_markdown(experiment.trials)]
     return "".join(parts)
+
+
+def _policies_markdown(run_dir: Path) -> str:
+    """The exported policy directories (``policies/<task>/seed_<k>/{best,final}``)."""
+    from diffcps_ray.policy.sources import exported_policies
+
+    exported = exported_policies(run_dir)
+    how = (
+        f"Evaluate them with `python -m diffcps_ray.evaluate {run_dir}` (the best confirmed "
+        "policy of each task; `--task`, `--video FILE`), or load one in Python with "
+        "`diffcps_ray.load_policy(DIR)` (docs/policies.md).\n"
+    )
+    if not exported:
+        return "No exported policies in `policies/`. " + how
+    rows = []
+    for task, directories in sorted(exported.items()):
+        for directory in directories:
+            try:
+                meta = json.loads((directory / "policy.json").read_text())
+            except (OSError, ValueError):
+                meta = {}
+            source = meta.get("provenance") or {}
+            rows.append([
+                task, str(source.get("seed", "–")), directory.name,
+                _number(meta.get("score")), _number(source.get("iteration"), 0),
+                str(source.get("trial_id", "–")),
+                f"`{directory.relative_to(run_dir).as_posix()}`",
+            ])  # fmt: skip
+    return how + "\n" + markdown_table(
+        ["task", "seed", "checkpoint", "score then", "iteration", "trial", "directory"], rows
+    )
+
+
+def draw_rollouts(run_dir: Path, tasks: list[str], figures_dir: Path, episodes: int,
+                  seed: int = 0) -> dict[str, str]:
+    """figures/rollouts_<task>.png for every maze task with a confirmed policy.
+
+    Runs ``episodes`` evaluation episodes of the task's best confirmed policy in the
+    simulator (no Ray, no data). Returns figure name -> caption ("Not drawn: ..." where a
+    policy could not be loaded or run).
+    """
+    from diffcps_ray.envs.tasks import get_task
+    from diffcps_ray.policy.rollouts import collect_rollouts
+    from diffcps_ray.policy.sources import find_policies
+
+    maze_tasks = []
+    for task in tasks:
+        try:
+            if get_task(task).family in MAZE_FAMILIES:
+                maze_tasks.append(task)
+        except DiffCPSError:
+            continue
+    if not maze_tasks or episodes < 1:
+        return {}
+    try:
+        refs = find_policies(run_dir)
+    except DiffCPSError:
+        return {}
+    from analysis import plots
+
+    captions = {}
+    for task in maze_tasks:
+        ref = refs.get(task)
+        if ref is None or not ref.available:
+            continue
+        name = f"rollouts_{task}"
+        try:
+            policy = ref.load("cpu", seed)
+            rollouts = collect_rollouts(policy, episodes, seed)
+        except DiffCPSError as error:
+            captions[name] = f"Not drawn: {error}"
+            continue
+        plots.plot_rollouts(rollouts, figures_dir / f"{name}.png")
+        recorded = "" if policy.score is None else f", score {policy.score:.1f} when saved"
+        captions[name] = (
+            f"The best confirmed policy ({policy.describe()}{recorded}) seen from above: "
+            f"{len(rollouts.episodes)} evaluation episodes (seed {seed}), the path of each "
+            f"green where it reached the goal ({rollouts.num_successes}) and red where it did "
+            f"not; circle = start, star = goal. Normalised score of these episodes "
+            f"{rollouts.result['normalized_score']:.1f}."
+        )
+    return captions
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -501,6 +593,10 @@ def _write_outputs(analysis: Analysis, target: Path, final_out: Path) -> None:
     )
     if drawn:
         figures["performance_profile"] = f"Uses the first {runs_used} run(s) of every task."
+    figures.update(draw_rollouts(
+        experiment.run_dir, sorted({t.task for t in experiment.trials}), figures_dir,
+        analysis.rollout_episodes, analysis.seed,
+    ))  # fmt: skip
     (target / "report.md").write_text(report_markdown(analysis, figures, final_out))
 
 
@@ -527,15 +623,20 @@ def write_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
 
 
 def aggregate(
-    run_dir: str | Path, out_dir: str | Path | None = None, reps: int = DEFAULT_REPS, seed: int = 0
+    run_dir: str | Path, out_dir: str | Path | None = None, reps: int = DEFAULT_REPS, seed: int = 0,
+    rollout_episodes: int = DEFAULT_ROLLOUT_EPISODES,
 ) -> Analysis:
-    """Read RUN_DIR, write everything into out_dir (default RUN_DIR/analysis)."""
+    """Read RUN_DIR, write everything into out_dir (default RUN_DIR/analysis).
+
+    ``rollout_episodes``: episodes per maze task in the rollout figures (0: none).
+    """
     run_dir = Path(run_dir)
     experiment = load_experiment(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "analysis"
     if out.exists() and not out.is_dir():  # say so before the bootstrap runs
         raise DiffCPSError(f"--out {out} exists and is not a directory.")
     analysis = analyse(experiment, reps=reps, seed=seed)
+    analysis.rollout_episodes = rollout_episodes
     write_atomically(out, lambda tmp: _write_outputs(analysis, tmp, out))
     return analysis
 
@@ -550,6 +651,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
                         help=f"bootstrap resamples for the IQM CIs (default {DEFAULT_REPS})")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--rollout-episodes", type=int, default=DEFAULT_ROLLOUT_EPISODES,
+                        help="episodes drawn per maze task in figures/rollouts_<task>.png "
+                             f"(default {DEFAULT_ROLLOUT_EPISODES}; 0: no rollout figures)")
     return parser
 
 
@@ -558,7 +662,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps < 1:
         raise DiffCPSError(f"--reps must be a positive number of resamples, not {args.reps}.")
     out = Path(args.out) if args.out else Path(args.run_dir) / "analysis"
-    analysis = aggregate(args.run_dir, out, reps=args.reps, seed=args.seed)
+    if args.rollout_episodes < 0:
+        raise DiffCPSError(f"--rollout-episodes must be 0 or more, not {args.rollout_episodes}.")
+    analysis = aggregate(args.run_dir, out, reps=args.reps, seed=args.seed,
+                         rollout_episodes=args.rollout_episodes)
     trials = analysis.experiment.trials
     problems = sum(1 for t in trials if t.problems)
     for line in final_score_lines(analysis):

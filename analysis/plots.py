@@ -276,3 +276,46 @@ def plot_performance_profile(
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return True, int(final.shape[0])
+
+
+def plot_rollouts(rollouts: object, path: Path, title: str = "") -> bool:
+    """Top-down maze (walls grey) with each episode's x-y path: successes green, failures
+    red; a circle marks each start, a star each goal. ``rollouts``: a
+    ``diffcps_ray.policy.rollouts.Rollouts``. False (nothing drawn) without episodes."""
+    from matplotlib.patches import Rectangle
+
+    episodes = getattr(rollouts, "episodes", [])
+    if not episodes:
+        return False
+    figure, ax = plt.subplots(figsize=(6.4, 6.4), layout="constrained")
+    for x, y, half in rollouts.walls:
+        ax.add_patch(Rectangle((x - half, y - half), 2 * half, 2 * half,
+                               facecolor="0.55", edgecolor="0.35", linewidth=0.5))
+    colours = {True: "tab:green", False: "tab:red"}
+    for episode in episodes:
+        xy = np.asarray(episode.xy)
+        colour = colours[bool(episode.success)]
+        ax.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=1.0, alpha=0.75)
+        ax.plot(*xy[0], marker="o", markersize=6, color=colour, markeredgecolor="black")
+        if episode.goal is not None:
+            ax.plot(*episode.goal, marker="*", markersize=14, color="gold",
+                    markeredgecolor="black")
+    successes = sum(bool(e.success) for e in episodes)
+    handles = [
+        Line2D([], [], color="tab:green", label=f"reached the goal ({successes})"),
+        Line2D([], [], color="tab:red", label=f"did not ({len(episodes) - successes})"),
+        Line2D([], [], linestyle="none", marker="o", color="0.8", markeredgecolor="black",
+               label="start"),
+        Line2D([], [], linestyle="none", marker="*", markersize=12, color="gold",
+               markeredgecolor="black", label="goal"),
+    ]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2,
+              frameon=False)
+    ax.set_aspect("equal")
+    ax.autoscale_view()
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(title or f"{rollouts.task}: {len(episodes)} evaluation episodes")
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return True

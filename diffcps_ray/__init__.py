@@ -7,6 +7,22 @@ The flow is data -> algorithm -> rllib -> tune -> analysis:
 - ``diffcps_ray.algorithm``: the DiffCPS mathematics in pure torch (no Ray).
 - ``diffcps_ray.rllib``: the RLlib Algorithm, Learner and RLModule around it.
 - ``diffcps_ray.tune``: the sweep command; ``analysis``: tables, figures, report.
+- ``diffcps_ray.policy`` / ``diffcps_ray.evaluate``: trained policies without Ray
+  (``from diffcps_ray import load_policy``) and the command that evaluates them.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["load_policy"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing diffcps_ray stays cheap (no torch) until a policy is loaded.
+    if name == "load_policy":
+        from diffcps_ray.policy import load_policy
+
+        return load_policy
+    raise AttributeError(f"module 'diffcps_ray' has no attribute {name!r}")

@@ -6,9 +6,11 @@
 One iteration is ``gradient_steps_per_iteration`` gradient steps (default 1000, one of
 the authors' epochs); the policy is evaluated in the task's simulator every
 ``eval_interval`` iterations and once more at the end if the last iteration was not an
-evaluation iteration. Writes an RLlib checkpoint to DIR/checkpoint, one JSON line per
-iteration to DIR/progress.jsonl and DIR/summary.json (task, settings, final_score and
-best_score, both D4RL-normalised: the paper reports the best, the last is the honest one).
+evaluation iteration. Writes an RLlib checkpoint to DIR/checkpoint, the final policy to
+DIR/policy (policy.json + weights.pt: load it with ``diffcps_ray.load_policy`` or evaluate
+it with ``python -m diffcps_ray.evaluate DIR``), one JSON line per iteration to
+DIR/progress.jsonl and DIR/summary.json (task, settings, final_score and best_score, both
+D4RL-normalised: the paper reports the best, the last is the honest one).
 
 ``--set`` takes any DiffCPSSettings field (kappa, lambda_clip, batch_size, ...) and
 gradient_steps_per_iteration, eval_interval, eval_episodes, eval_num_envs, eval_seed.
@@ -177,6 +179,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _recorded_eval_env(algo: Any) -> dict[str, Any] | None:
+    """The data's recorded evaluation env (a manifest record), or None for the task's own."""
+    recorded = algo.evaluation_task.eval_env
+    return None if recorded is None else recorded.to_record()
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run the training; return the summary (also written to OUT/summary.json)."""
     _quiet_ray_logs()
@@ -240,9 +248,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "num_learners": args.num_learners,
             },
             "checkpoint": str(checkpoint),
+            "data_root": str(args.data_root.expanduser().resolve()),
+            "eval_env": _recorded_eval_env(algo),
             "time_s": time.perf_counter() - start,
         }
-        (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+        summary = _jsonable(summary)
+        from diffcps_ray.policy import export_train_policy
+
+        summary["policy"] = str(export_train_policy(out, Path(str(checkpoint)), summary))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     finally:
         if algo is not None:
             algo.stop()
@@ -252,7 +266,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             ray.shutdown()
     if not args.quiet:
         print(f"final score {summary['final_score']:.1f}, best {summary['best_score']:.1f}; "
-              f"summary in {out / 'summary.json'}", flush=True)
+              f"summary in {out / 'summary.json'}, policy in {summary['policy']}", flush=True)
     return summary
 
 

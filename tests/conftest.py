@@ -31,3 +31,55 @@ def ray_session():
         )
     yield ray
     ray.shutdown()
+
+
+# --- trained policies (tests/test_policy.py, tests/test_evaluate_cli.py) ---------------------
+
+POLICY_TASK = "pointmaze-umaze"
+
+
+def _command(*args: str, timeout: int = 600):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory):
+    """A 2-iteration ``python -m diffcps_ray.train`` run whose data directory is deleted."""
+    import shutil
+
+    from diffcps_ray.data.generate import generate_dataset
+    from diffcps_ray.data.shards import write_shards
+
+    base = tmp_path_factory.mktemp("trained")
+    data_root = base / "data"
+    write_shards(generate_dataset(POLICY_TASK, 600, seed=1), POLICY_TASK, data_root,
+                 "generated")
+    out = base / "run"
+    _command("diffcps_ray.train", "--task", POLICY_TASK, "--data-root", str(data_root),
+             "--out", str(out), "--iterations", "2", "--quiet",
+             "--set", "gradient_steps_per_iteration=20", "--set", "batch_size=16",
+             "--set", "eval_interval=2", "--set", "eval_episodes=2")  # fmt: skip
+    shutil.rmtree(data_root)  # policies must load and act without the dataset
+    return out
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory: pytest.TempPathFactory):
+    """The pointmaze smoke sweep's experiment directory (its data directory deleted)."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("sweep")
+    _command("diffcps_ray.tune", "--suite", "pointmaze", "--budget", "smoke",
+             "--data-root", str(base / "data"), "--storage", str(base / "runs"),
+             "--name", "smoke", "--seeds", "1")  # fmt: skip
+    shutil.rmtree(base / "data")
+    return base / "runs" / "smoke"

@@ -12,7 +12,7 @@ through this same loop in that env; its score is the success rate x 100.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,6 +20,18 @@ from diffcps_ray.envs.tasks import TaskSpec, get_task
 from diffcps_ray.errors import ConfigError
 
 ActFn = Callable[[np.ndarray], Any]  # (B, obs_dim) float32 -> (B, act_dim) array-like
+ProgressFn = Callable[[int, int], None]  # (episodes finished, episodes in all)
+
+
+class EpisodeObserver(Protocol):
+    """Sees every reset and step of an evaluation (paths for figures, frames for videos)."""
+
+    def reset(self, episode: int, env: Any, obs: np.ndarray, info: dict[str, Any]) -> None: ...
+
+    def step(self, episode: int, env: Any, obs: np.ndarray, reward: float, done: bool,
+             info: dict[str, Any]) -> None: ...
+
+
 DEFAULT_NUM_ENVS = 10
 
 # Keyed by task, recorded env and time limit: one task may be evaluated in several envs.
@@ -53,6 +65,9 @@ def evaluate_policy(
     num_episodes: int,
     seed: int,
     num_envs: int | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    observer: EpisodeObserver | None = None,
 ) -> dict[str, float]:
     """Run exactly ``num_episodes`` episodes of ``task`` with ``act_fn``; summary statistics.
 
@@ -60,6 +75,9 @@ def evaluate_policy(
     episode_return_mean/std, episode_length_mean, num_episodes and, for goal tasks,
     success_rate (the share of episodes that reached the goal at least once). In a
     recorded goal env (``spec.scores_success``) the normalised scores are 100 x success.
+
+    ``progress(finished, total)`` is called whenever an episode ends; ``observer`` sees
+    every reset and step (episode index, env, observation, reward, info).
     """
     spec = get_task(task) if isinstance(task, str) else task
     if num_episodes < 1:
@@ -77,6 +95,7 @@ def evaluate_policy(
     obs = np.zeros((num_envs, spec.obs_dim), dtype=np.float32)
     episode_of = np.full(num_envs, -1, dtype=np.int64)  # -1: idle, no episode left
     next_episode = 0
+    finished = 0
 
     def start(slot: int) -> None:
         nonlocal next_episode
@@ -84,7 +103,9 @@ def evaluate_policy(
             episode_of[slot] = -1
             return
         episode_of[slot] = next_episode
-        obs[slot], _ = envs[slot].reset(seed=seeds[next_episode])
+        obs[slot], info = envs[slot].reset(seed=seeds[next_episode])
+        if observer is not None:
+            observer.reset(next_episode, envs[slot], obs[slot].copy(), info)
         next_episode += 1
 
     for slot in range(num_envs):
@@ -106,7 +127,13 @@ def evaluate_policy(
             returns[k] += reward
             lengths[k] += 1
             successes[k] |= bool(info.get("success", False))
-            if terminated or truncated:
+            done = bool(terminated or truncated)
+            if observer is not None:
+                observer.step(int(k), envs[slot], next_obs, float(reward), done, info)
+            if done:
+                finished += 1
+                if progress is not None:
+                    progress(finished, num_episodes)
                 start(slot)
             else:
                 obs[slot] = next_obs

@@ -202,6 +202,19 @@ class DiffCPS(Algorithm):
         metrics[NUM_EVALUATIONS] = self._num_evaluations
         return metrics
 
+    def get_module(self, module_id: str = DEFAULT_MODULE_ID) -> DiffCPSTorchRLModule | None:
+        """The RLModule that acts (None for an unknown module id).
+
+        RLlib's own ``get_module`` asks the env runners, which an offline DiffCPS run does
+        not have; here it is the learner's module (or a driver copy synced from the
+        learners), the one the simulator evaluation acts with.
+        """
+        if self.env_runner is not None or self.env_runner_group is not None:
+            return super().get_module(module_id)
+        if module_id != DEFAULT_MODULE_ID:
+            return None
+        return self._inference_module()
+
     def _inference_module(self) -> DiffCPSTorchRLModule:
         """The module to act with: the local learner's own, or a synced driver copy."""
         if self.learner_group.is_local:

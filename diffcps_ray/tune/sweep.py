@@ -198,6 +198,8 @@ def start_ray(opts: SweepOptions) -> bool:
     # Logical CPUs beyond the cores stay free of trials for Ray Data's read tasks, which run
     # outside the trials' placement groups (with no spare CPU they wait forever).
     ray.init(
+        # A new instance of our own, never one that another process happens to run here.
+        address="local",
         num_cpus=cores + math.ceil(opts.data_cpus),
         include_dashboard=False,
         log_to_driver=False,
@@ -524,7 +526,19 @@ class Sweep:
             if phase in self.manifest["phases"]:
                 self.manifest["phases"][phase]["status"] = "done"
         self.save()
+        if not self.suite.is_ablation:
+            self.export_policies()
         return self.manifest
+
+    def export_policies(self) -> None:
+        """Each confirmation run's best and final policy under <experiment>/policies/."""
+        from diffcps_ray.policy.export import export_sweep_policies
+
+        written = export_sweep_policies(self.store.uri, self.manifest, log=self.log)
+        if written:
+            self.log(f"[policies] {len(written)} policies exported to "
+                     f"{self.store.uri}/policies (python -m diffcps_ray.evaluate "
+                     f"{self.store.uri})")
 
     def _trainable_with_resources(self) -> Any:
         from ray import tune
