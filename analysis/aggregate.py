@@ -43,7 +43,7 @@ from analysis.stats import (
     select_table_runs,
     summarize_runs,
 )
-from diffcps_ray.cli import run_main
+from diffcps_ray.cli import PlainArgumentParser, non_negative_int, positive_int, run_main
 from diffcps_ray.errors import DiffCPSError
 from diffcps_ray.results import metric_value, score_summary
 
@@ -541,22 +541,21 @@ def aggregate(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = PlainArgumentParser(
         prog="python -m analysis.aggregate",
         description="Turn a diffcps_ray.tune experiment into tables, figures and report.md.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (STORAGE/NAME)")
     parser.add_argument("--out", default=None, help="output directory (default RUN_DIR/analysis)")
-    parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
+    parser.add_argument("--reps", type=positive_int, default=DEFAULT_REPS, metavar="N",
                         help=f"bootstrap resamples for the IQM CIs (default {DEFAULT_REPS})")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="bootstrap seed (default 0)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.reps < 1:
-        raise DiffCPSError(f"--reps must be a positive number of resamples, not {args.reps}.")
     out = Path(args.out) if args.out else Path(args.run_dir) / "analysis"
     analysis = aggregate(args.run_dir, out, reps=args.reps, seed=args.seed)
     trials = analysis.experiment.trials

@@ -9,14 +9,13 @@ which tasks.py reads for the PointMaze tasks' ref_min_score / ref_max_score.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from diffcps_ray.cli import PlainArgumentParser, non_negative_int, positive_int, run_main
 from diffcps_ray.envs.evaluate import evaluate_policy
 from diffcps_ray.envs.pointmaze import PointMazeExpert
 from diffcps_ray.envs.tasks import REFERENCE_SCORES_PATH, get_task, list_tasks
@@ -45,15 +44,23 @@ def measure(task_name: str, episodes: int, seed: int) -> dict[str, float]:
     }
 
 
+def build_parser() -> PlainArgumentParser:
+    parser = PlainArgumentParser(
+        prog="python -m diffcps_ray.envs.reference_scores",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--episodes", type=positive_int, default=300,
+                        help="episodes per policy (default 300)")
+    parser.add_argument("--seed", type=non_negative_int, default=12345,
+                        help="seed of the episodes and the random policy (default 12345)")
+    parser.add_argument("--out", type=Path, default=REFERENCE_SCORES_PATH,
+                        help="where the table goes (default: the package's "
+                             "reference_scores.json)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=300, help="episodes per policy")
-    parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--out", type=Path, default=REFERENCE_SCORES_PATH)
-    args = parser.parse_args(argv)
-    if args.episodes < 1:
-        print(f"--episodes must be at least 1, got {args.episodes}.", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
     table: dict[str, object] = {
         "format_version": FORMAT_VERSION,
         "command": "python -m diffcps_ray.envs.reference_scores "
@@ -75,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))
