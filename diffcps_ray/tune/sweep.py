@@ -24,7 +24,7 @@ import os
 import posixpath
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class SweepOptions:
     max_concurrent: int | None
     data_cpus: float
     base: str | None = None
+    loggers: list[str] = field(default_factory=list)  # --logger: tensorboard, wandb, mlflow
 
 
 # --- trial naming and reporting ------------------------------------------------------------
@@ -71,24 +72,6 @@ def trial_dirname(trial: Any) -> str:
 
 def trial_name(trial: Any) -> str:
     return f"{trial.config.get('task', '')}_{trial.trial_id}"
-
-
-def make_reporter(total_samples: int | None = None) -> Any:
-    """Tune's CLIReporter with the score, kappa and lambda_clip of each trial."""
-    from ray.tune import CLIReporter
-
-    return CLIReporter(
-        metric_columns={
-            METRIC: "score",
-            "evaluation/best_normalized_score": "best",
-            "num_gradient_steps": "steps",
-            "training_iteration": "iter",
-        },
-        parameter_columns={"task": "task", "kappa": "kappa", "lambda_clip": "lambda_clip",
-                           "seed": "seed"},
-        total_samples=total_samples,
-        max_report_frequency=30,
-    )
 
 
 # --- trial configs -------------------------------------------------------------------------
@@ -137,22 +120,19 @@ def start_ray(opts: SweepOptions) -> bool:
     import ray
 
     from diffcps_ray.runtime import thread_env
+    from diffcps_ray.tune.reporting import ray_init_settings, worker_env
 
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": {**thread_env(1), "RAY_AIR_NEW_OUTPUT": "0"}}
+    runtime_env = {"env_vars": {**thread_env(1), **worker_env(), "RAY_AIR_NEW_OUTPUT": "0"}}
     if opts.address:
-        ray.init(address=opts.address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=opts.address, runtime_env=runtime_env,
+                 **ray_init_settings(opts.address))
         return True
-    cores = os.cpu_count() or 1
     # Logical CPUs beyond the cores stay free of trials for Ray Data's read tasks, which run
     # outside the trials' placement groups (with no spare CPU they wait forever).
-    ray.init(
-        num_cpus=cores + math.ceil(opts.data_cpus),
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env=runtime_env,
-    )
+    num_cpus = (os.cpu_count() or 1) + math.ceil(opts.data_cpus)
+    ray.init(num_cpus=num_cpus, runtime_env=runtime_env, **ray_init_settings(None, num_cpus))
     return True
 
 
@@ -164,7 +144,7 @@ def concurrency(opts: SweepOptions) -> int:
     if opts.gpus_per_trial > 0 and float(resources.get("GPU", 0)) < opts.gpus_per_trial:
         # Trials would wait forever for a GPU that never comes.
         raise DiffCPSError(
-            f"--gpus-per-trial is {opts.gpus_per_trial} but the Ray cluster has "
+            f"--gpus-per-learner is {opts.gpus_per_trial} but the Ray cluster has "
             f"{resources.get('GPU', 0):g} GPUs."
         )
     if opts.max_concurrent:
@@ -402,7 +382,13 @@ class Sweep:
         self.tasks = suite.select_tasks(opts.tasks)
         self.store = ExperimentStore(opts.storage, opts.name)
         self.log = log
-        self.callbacks = callbacks  # extra Tune callbacks (tests, monitoring)
+        from diffcps_ray.tune.reporting import logger_callbacks
+
+        # Tune's CSV/JSON loggers, --logger's trackers, then extra callbacks (tests).
+        self.callbacks = [
+            *logger_callbacks(opts.loggers, opts.name, self.store.uri),
+            *(callbacks or []),
+        ]
         if trainable is None:
             from diffcps_ray.tune.trainable import DiffCPSTrial
 
@@ -432,10 +418,10 @@ class Sweep:
 
     def run(self) -> dict[str, Any]:
         """All phases; returns the manifest. Ray must be initialised by the caller."""
-        # Tune's new output engine ignores CLIReporter; the classic one prints our columns.
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # Checkpointing every iteration is deliberate (fault tolerance); don't warn about it.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        from diffcps_ray.tune.reporting import tune_env
+
+        for key, value in tune_env().items():
+            os.environ.setdefault(key, value)
         self.save()
         self.concurrent = concurrency(self.opts)
         if self.suite.is_ablation:
@@ -450,6 +436,8 @@ class Sweep:
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search.optuna import OptunaSearch
+
+        from diffcps_ray.tune.reporting import make_reporter
 
         phases = self.manifest["phases"].setdefault("search", {"metric": METRIC, "mode": MODE,
                                                               "budget": asdict(self.budget.search),
@@ -499,7 +487,8 @@ class Sweep:
                 ),
                 run_config=run_config(
                     phase_dir, self.store, self.budget.search,
-                    make_reporter(self.opts.num_samples), self.callbacks,
+                    make_reporter(self.store.phase_uri(phase_dir), self.opts.num_samples),
+                    self.callbacks,
                 ),
             )
         phases["tasks"][task.name] = {
@@ -605,6 +594,7 @@ class Sweep:
         from ray import tune
 
         from diffcps_ray.tune.points import FixedPoints
+        from diffcps_ray.tune.reporting import make_reporter
 
         state = self.manifest["phases"].get(phase, {})
         if state.get("status") == "done":
@@ -636,8 +626,8 @@ class Sweep:
                     reuse_actors=True,  # saves a process start and imports per trial
                 ),
                 run_config=run_config(
-                    phase_dir, self.store, self.budget.confirm, make_reporter(len(points)),
-                    self.callbacks,
+                    phase_dir, self.store, self.budget.confirm,
+                    make_reporter(self.store.phase_uri(phase_dir), len(points)), self.callbacks,
                 ),
             )
         self.manifest["phases"][phase] = {
