@@ -143,18 +143,22 @@ def init_ray(address: str | None, threads: int) -> bool:
     """Start (or join) Ray; True when this process started it."""
     import ray
 
+    # The sweep's quiet start-up settings (token authentication, worker start-up).
+    from diffcps_ray.tune.reporting import ray_init_settings, worker_env
+
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": thread_env(threads)}
+    runtime_env = {"env_vars": {**thread_env(threads), **worker_env()}}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=address, runtime_env=runtime_env, **ray_init_settings(address))
     else:
         # A fresh local instance ("local": never attach to a cluster someone else started
         # with `ray start` on this machine). Two logical CPUs more than cores: Ray Data's
         # read tasks must fit beside the learner(s), or a 2-core machine deadlocks
         # (rllib-notes.md).
-        ray.init(address="local", num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False,
-                 log_to_driver=False, runtime_env=runtime_env)
+        num_cpus = (os.cpu_count() or 2) + 2
+        ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env,
+                 **ray_init_settings(None, num_cpus))
     return True
 
 
