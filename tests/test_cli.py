@@ -168,3 +168,15 @@ def test_the_installed_entry_points_answer_a_bad_flag_with_one_sentence(name: st
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "--no-such-flag" in _one_sentence(done.stderr)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf"])
+def test_train_set_refuses_non_finite_settings(text: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    argv = ["--task", "pointmaze-umaze", "--data-root", str(tmp_path), "--out", str(out),
+            "--set", f"kappa={text}"]
+    assert cli.run_main(train.main, argv) == 2
+    assert _one_sentence(capsys.readouterr().err) == (
+        f"error: kappa must be a finite number, got {text}."
+    )
+    assert not out.exists()
