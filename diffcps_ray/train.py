@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the networks, minibatches and evaluation (default 0)")
     parser.add_argument("--num-learners", type=non_negative_int, default=0,
                         help="0: one learner in this process (default); N: N learner actors")
-    parser.add_argument("--gpus-per-learner", type=non_negative_float, default=0.0,
+    parser.add_argument("--gpus-per-learner", type=non_negative_float, default=0.0, metavar="GPUS",
                         help="GPUs for each learner, fractions allowed (default 0); with "
                              "--num-learners 0, the one learner in this process")
     parser.add_argument("--address", default=None,
