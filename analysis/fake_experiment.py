@@ -4,7 +4,7 @@ It writes what ``python -m diffcps_ray.tune`` and Tune write (docs/interfaces.md
 diffcps_ray/tune/sweep.py): ``experiment.json`` (format_version 1; per-phase state with the
 search's recorded best trial; one row per trial with phase, task, trial_id, path, kappa,
 lambda_clip, seed, status, iterations, score, best_score, error) and, per trial directory
-(``search-<task>/search_<id>``, ``confirm/confirm_<id>``), Tune's own files:
+(``sweep/search_<id>``, ``sweep/confirm_<id>``), Tune's own files:
 ``params.json`` (the config, ``json.dump(indent=2, sort_keys=True)`` as Tune's
 JsonLoggerCallback does), ``result.json`` (one JSON object per line: the nested result
 with Tune's auto-filled keys ``training_iteration``, ``trial_id``, ``config``, ``done``, ...;
@@ -51,7 +51,7 @@ class FakeTrial:
 
     @property
     def phase_dir(self) -> str:
-        return f"search-{self.task}" if self.phase == "search" else self.phase
+        return "sweep"  # one Tune experiment for every task and phase
 
 
 def _flatten(result: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -166,7 +166,7 @@ def _search_phase(trials: list[FakeTrial], entries: list[dict[str, Any]]) -> dic
         pool = full or scored
         best = max(pool, key=lambda r: r["score"]) if pool else None
         tasks[task] = {
-            "dir": f"search-{task}",
+            "dir": "sweep",
             "status": "done",
             "paper": {"kappa": 0.05, "lambda_clip": 0.0},
             "ranges": {"kappa": [0.005, 0.5], "lambda_clip": [0.01, 1.0]},
@@ -224,14 +224,14 @@ def write_fake_experiment(
     for phase in ("confirm", "ablation"):
         if any(t.phase == phase for t in trials):
             phases[phase] = {
-                "dir": phase,
+                "dir": "sweep",
                 "status": "done",
                 "budget": {"iterations": 3, "steps_per_iteration": 1000, "eval_interval": 1,
                            "eval_episodes": 10},
                 "seeds": sorted({t.seed for t in trials if t.phase == phase}),
             }
     manifest = {
-        "format_version": 1,
+        "format_version": 2,
         "suite": suite,
         "budget": budget,
         "created": "2026-11-24T20:00:00+00:00",

@@ -333,12 +333,12 @@ def test_a_failure_while_writing_leaves_the_previous_output(
 
 def test_fake_experiment_writes_tune_format(experiment_dir: Path) -> None:
     manifest = json.loads((experiment_dir / "experiment.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     entry = manifest["trials"][0]
     # The contract's keys (docs/interfaces.md) plus what the tune command adds.
     assert {"phase", "task", "trial_id", "path", "kappa", "lambda_clip", "seed",
             "status"} <= set(entry)
-    assert entry["path"] == f"search-hopper-medium-v2/search_{entry['trial_id']}"
+    assert entry["path"] == f"sweep/search_{entry['trial_id']}"
     trial_dir = experiment_dir / entry["path"]
     lines = (trial_dir / "result.json").read_text().splitlines()
     first = json.loads(lines[0])

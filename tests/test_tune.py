@@ -11,8 +11,14 @@ import pytest
 
 from diffcps_ray.algorithm.config import DiffCPSSettings
 from diffcps_ray.errors import ConfigError, MissingDataError
-from diffcps_ray.tune.manifest import ExperimentStore, new_manifest, replace_trials
+from diffcps_ray.tune.manifest import (
+    FORMAT_VERSION,
+    ExperimentStore,
+    new_manifest,
+    replace_trials,
+)
 from diffcps_ray.tune.suites import (
+    METRIC,
     SETTINGS_FIELDS,
     SearchRange,
     list_suites,
@@ -226,8 +232,8 @@ def test_manifest_store_relative_paths_and_trial_rows(tmp_path: Path) -> None:
     replace_trials(manifest, "search", "a", [{"phase": "search", "task": "a", "trial_id": "3"}])
     assert [t["trial_id"] for t in manifest["trials"]] == ["2", "3"]
     store.write_json(manifest)
-    assert store.read_json()["format_version"] == 1
-    assert store.relative(str(tmp_path / "exp" / "confirm" / "confirm_x")) == "confirm/confirm_x"
+    assert store.read_json()["format_version"] == FORMAT_VERSION
+    assert store.relative(str(tmp_path / "exp" / "sweep" / "confirm_x")) == "sweep/confirm_x"
 
 
 def _search_row(kappa: float, lambda_clip: float, score: float, status: str = "TERMINATED",
@@ -303,18 +309,107 @@ def test_bridge_builds_the_trials_diffcps_config() -> None:
     assert algo_config.seed == 3 and algo_config.num_learners == 0
 
 
-def test_an_interrupted_fit_is_told_apart_from_a_finished_one() -> None:
+class _Driver:
+    """The driver side of a sweep plan (tune/sweep.py's Sweep in production)."""
+
+    def __init__(self) -> None:
+        import optuna
+
+        self.studies = {"a": optuna.create_study(direction="maximize"),
+                        "b": optuna.create_study(direction="maximize")}
+        self.chosen: list[str] = []
+        self.done: list[str] = []
+        self.limit = 8
+        self.plan = None
+
+    def log(self, message: str) -> None:
+        pass
+
+    def attach(self, plan: object) -> None:
+        self.plan = plan
+
+    def trial_limit(self) -> int:
+        return self.limit
+
+    def trial_resources(self) -> dict[str, float]:
+        return {"CPU": 1.0}
+
+    def study(self, task: str):
+        return self.studies[task]
+
+    def search_done(self, task: str, trials: list) -> list[dict]:
+        self.chosen.append(task)
+        return [{"phase": "confirm", "task": task, "seed": 1}]
+
+    def task_done(self, task: str, trials: list) -> None:
+        self.done.append(task)
+
+
+def _two_task_plan(samples: int = 2):
+    from diffcps_ray.tune.plan import SearchSpec, SweepPlan, TaskPlan
+
+    def spec(task: str) -> SearchSpec:
+        return SearchSpec({"kappa": (0.01, 0.1)}, {"phase": "search", "task": task,
+                          "run": {"iterations": 4}}, samples, grace_period=1,
+                          reduction_factor=2)
+
+    return SweepPlan([TaskPlan(t, spec(t), expected_points=1) for t in ("a", "b")],
+                     search_iterations=4, run_iterations=6)
+
+
+def _trial(trial_id: str):
     from types import SimpleNamespace
 
-    from diffcps_ray.tune.sweep import interrupted
+    return SimpleNamespace(trial_id=trial_id)
 
-    def grid(*statuses: str) -> SimpleNamespace:
-        trials = [SimpleNamespace(status=s) for s in statuses]
-        return SimpleNamespace(_experiment_analysis=SimpleNamespace(trials=trials))
 
-    assert not interrupted(grid("TERMINATED", "ERROR"), expected=2)
-    assert interrupted(grid("TERMINATED", "RUNNING"), expected=2)  # Ctrl-C mid-trial
-    assert interrupted(grid("TERMINATED"), expected=2)  # Ctrl-C before the 2nd started
+def test_the_plan_interleaves_tasks_and_confirms_a_task_as_soon_as_its_search_ends() -> None:
+    from diffcps_ray.tune.plan import active
+
+    driver, plan = _Driver(), _two_task_plan()
+    with active(driver):
+        proposed = [plan.suggest(f"t{i}") for i in range(4)]
+        assert [c["task"] for c in proposed] == ["a", "b", "a", "b"]  # round-robin
+        assert plan.total_trials == 6
+        for trial_id in ("t0", "t2"):  # task a's search ends; b still searches
+            plan.on_complete(trial_id, {METRIC: 50.0, "training_iteration": 4}, error=False)
+        assert driver.chosen == ["a"]
+        confirm = plan.suggest("t4")
+        assert confirm == {"phase": "confirm", "task": "a", "seed": 1}
+        assert plan.target_iterations("t4") == 6 and plan.target_iterations("t0") == 4
+        assert plan.suggest("t5") is None  # nothing left to propose until b finishes
+        plan.on_complete("t4", {METRIC: 60.0, "training_iteration": 6}, error=False)
+        assert driver.done == ["a"] and not plan.finished()
+
+
+def test_a_trial_stopped_by_an_interrupt_is_not_finished_but_one_asha_stopped_is() -> None:
+    from ray.tune.schedulers import TrialScheduler
+
+    from diffcps_ray.tune.plan import active
+
+    driver, plan = _Driver(), _two_task_plan(samples=3)
+    with active(driver):
+        for i in range(6):
+            plan.suggest(f"t{i}")
+            plan.tasks[plan.trials[f"t{i}"].task].scheduler.on_trial_add(None, _trial(f"t{i}"))
+        # Task a: two trials reach the first rung (1 iteration) with good scores ...
+        for trial_id, score in (("t0", 70.0), ("t2", 80.0)):
+            result = {METRIC: score, "training_iteration": 1}
+            assert plan.on_result(_trial(trial_id), result) == TrialScheduler.CONTINUE
+        # ... and the third scores below the rung's cutoff: ASHA stops it.
+        low = {METRIC: 10.0, "training_iteration": 1}
+        assert plan.on_result(_trial("t4"), low) == TrialScheduler.STOP
+        plan.on_complete("t4", low, error=False)
+        assert plan.trials["t4"].status == "STOPPED_EARLY"
+        # A trial that Ctrl-C stopped at iteration 2 of 4 stays unfinished.
+        plan.on_complete("t0", {METRIC: 85.0, "training_iteration": 2}, error=False)
+        assert not plan.trials["t0"].finished
+        plan.on_complete("t2", {METRIC: 75.0, "training_iteration": 4}, error=False)
+        assert driver.chosen == []  # no choice while t0 is unfinished
+        plan.on_complete("t0", {METRIC: 90.0, "training_iteration": 4}, error=False)
+        assert driver.chosen == ["a"]
+        states = sorted(t.state.name for t in driver.studies["a"].trials)
+        assert states == ["COMPLETE", "COMPLETE", "COMPLETE"]
 
 
 def test_argparse_errors_are_one_sentence_too(tmp_path: Path) -> None:

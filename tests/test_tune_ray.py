@@ -1,4 +1,4 @@
-"""The sweep under Ray Tune: phases, manifest, worker death, NaN, resume, Ray Data CPUs.
+"""The sweep under Ray Tune: tasks at once, manifest, worker death, NaN, resume, Ray Data CPUs.
 
 The trials run the stand-in algorithm of test_tune_support.py inside the production
 trainable (a few iterations each), so these tests check the Tune plumbing in seconds;
@@ -19,10 +19,12 @@ import pytest
 
 from diffcps_ray.tune.sweep import Sweep, concurrency
 from tests.test_tune_support import (
+    SECOND_TASK,
     StandInTrial,
     make_data,
     tiny_options,
     tiny_suite,
+    two_task_suite,
     with_run_options,
 )
 
@@ -129,35 +131,74 @@ def test_a_nan_trial_errors_naming_the_metric_and_the_sweep_goes_on(
     assert all(t["status"] == "TERMINATED" for t in confirm)
 
 
+def _load_studies(experiment: Path, manifest: dict) -> dict[str, object]:
+    """Each task's Optuna study, opened from what experiment.json records."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    studies = {}
+    for task, entry in manifest["phases"]["search"]["tasks"].items():
+        journal = experiment / entry["optuna_storage"]
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        studies[task] = optuna.load_study(study_name=entry["study_name"], storage=storage)
+    return studies
+
+
+def test_every_task_searches_at_once_each_with_its_own_study(ray_session, tmp_path, data_root):
+    opts = tiny_options(tmp_path, data_root, num_samples=3, seeds=1,
+                        tasks=["pointmaze-umaze", SECOND_TASK])
+    trainable = with_run_options(StandInTrial, sleep=0.3)
+    with _Timeout(300):
+        manifest = Sweep(two_task_suite(iterations=2), opts, "test", resume=False,
+                         trainable=trainable).run()
+    experiment = tmp_path / "runs" / "exp"
+    spans = {}
+    for task in ("pointmaze-umaze", SECOND_TASK):
+        rows = [t for t in manifest["trials"] if t["task"] == task and t["phase"] == "search"]
+        assert len(rows) == 3
+        times = [line["timestamp"] for row in rows for line in _result_lines(experiment, row)]
+        spans[task] = (min(times), max(times))
+    (first_start, first_end), (second_start, second_end) = spans.values()
+    assert first_start <= second_end and second_start <= first_end  # the searches overlap
+    studies = _load_studies(experiment, manifest)
+    for task, study in studies.items():
+        assert len(study.trials) == 3
+        assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+        searched = {(t["kappa"]) for t in manifest["trials"]
+                    if t["task"] == task and t["phase"] == "search"}
+        assert {t.params["kappa"] for t in study.trials} == searched
+    assert all(t["status"] == "TERMINATED" for t in manifest["trials"] if t["phase"] == "confirm")
+
+
 _INTERRUPTED_DRIVER = """
 import os, ray
 from ray.tune import Callback
 from diffcps_ray.tune.sweep import Sweep
-from tests.test_tune_support import StandInTrial, tiny_options, tiny_suite, with_run_options
+from tests.test_tune_support import (SECOND_TASK, StandInTrial, tiny_options, two_task_suite,
+                                     with_run_options)
 from pathlib import Path
 
 class DieMidway(Callback):
-    # Kills the driver (no clean shutdown) at the second trial's first result: one trial
-    # finished, one running, one not yet proposed by Optuna.
+    # Kills the driver (no clean shutdown) at the fourth trial's first result: some
+    # trials finished, some running, some not yet proposed by Optuna.
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if os.environ.get("DIE_MIDWAY") and len(trials) >= 2 and trial is trials[1]:
+        if os.environ.get("DIE_MIDWAY") and len(trials) >= 4 and trial is trials[3]:
             os._exit(17)
 
 tmp, data = Path(os.environ["TMP_DIR"]), Path(os.environ["DATA_DIR"])
 opts = tiny_options(tmp, data, num_samples=3, seeds=1, max_concurrent=1,
-                    address=os.environ["ADDR"])
+                    address=os.environ["ADDR"], tasks=["pointmaze-umaze", SECOND_TASK])
 ray.init(address=opts.address, log_to_driver=False)
 trainable = with_run_options(StandInTrial, sleep=0.3)
-Sweep(tiny_suite(iterations=2), opts, "test", resume=False, trainable=trainable,
+Sweep(two_task_suite(iterations=2), opts, "test", resume=False, trainable=trainable,
       callbacks=[DieMidway()]).run()
 """
 
 
-def test_resume_continues_an_interrupted_search_with_its_optuna_state(
+def test_resume_continues_an_interrupted_two_task_sweep_with_both_studies(
     ray_session, tmp_path, data_root
 ):
-    from ray.tune.search.optuna import OptunaSearch
-
     address = ray_session.get_runtime_context().gcs_address
     env = {**os.environ, "TMP_DIR": str(tmp_path), "DATA_DIR": str(data_root), "ADDR": address,
            "DIE_MIDWAY": "1", "PYTHONPATH": str(ROOT), "RAY_AIR_NEW_OUTPUT": "0",
@@ -165,36 +206,38 @@ def test_resume_continues_an_interrupted_search_with_its_optuna_state(
            "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     crashed = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_INTERRUPTED_DRIVER)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert crashed.returncode == 17, crashed.stderr[-3000:]
     experiment = tmp_path / "runs" / "exp"
     before = json.loads((experiment / "experiment.json").read_text())
-    assert before["phases"]["search"]["tasks"]["pointmaze-umaze"]["status"] == "running"
+    assert before["status"] == "running"
+    assert any(entry["status"] != "done"
+               for entry in before["phases"]["search"]["tasks"].values())
 
-    opts = tiny_options(tmp_path, data_root, num_samples=3, seeds=1, max_concurrent=1)
+    opts = tiny_options(tmp_path, data_root, num_samples=3, seeds=1, max_concurrent=1,
+                        tasks=["pointmaze-umaze", SECOND_TASK])
     trainable = with_run_options(StandInTrial, sleep=0.3)
-    with _Timeout(240):
-        manifest = Sweep(tiny_suite(iterations=2), opts, "test", resume=True,
+    with _Timeout(300):
+        manifest = Sweep(two_task_suite(iterations=2), opts, "test", resume=True,
                          trainable=trainable).run()
-    search = [t for t in manifest["trials"] if t["phase"] == "search"]
-    assert len(search) == 3, search  # num_samples honoured across the interruption
-    assert len({t["trial_id"] for t in search}) == 3
-    assert len({(t["kappa"], t["lambda_clip"]) for t in search}) == 3
-    assert sum(t["kappa"] == pytest.approx(0.05) and t["lambda_clip"] == 0.0
-               for t in search) == 1  # the paper's point was not proposed twice
-    # ASHA may stop some early; none failed.
-    assert all(t["status"] in ("TERMINATED", "STOPPED_EARLY") for t in search), search
-    first = next(t for t in search if t["kappa"] == pytest.approx(0.05))
+    assert manifest["status"] == "done"
+    studies = _load_studies(experiment, manifest)
+    for task, study in studies.items():
+        search = [t for t in manifest["trials"] if t["task"] == task and t["phase"] == "search"]
+        assert len(search) == 3, search  # num_samples honoured across the crash
+        assert len({(t["kappa"], t["lambda_clip"]) for t in search}) == 3
+        assert sum(t["kappa"] == pytest.approx(0.05) and t["lambda_clip"] == 0.0
+                   for t in search) == 1  # the paper's point was not proposed twice
+        assert all(t["status"] in ("TERMINATED", "STOPPED_EARLY") for t in search), search
+        # The study holds every trial, each told its ending once.
+        assert len(study.trials) == 3
+        assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+        confirm = [t for t in manifest["trials"] if t["task"] == task and t["phase"] == "confirm"]
+        assert len(confirm) == 1 and confirm[0]["status"] == "TERMINATED"
+    first = next(t for t in manifest["trials"] if t["kappa"] == pytest.approx(0.05))
     lines = _result_lines(experiment, first)  # finished before the crash, not re-run
     assert [line["training_iteration"] for line in lines] == [1, 2]
-    # The restored searcher is OptunaSearch, and its study saw all three trials.
-    states = sorted((experiment / "search-pointmaze-umaze").glob("searcher-state-*.pkl"))
-    assert states
-    searcher = OptunaSearch()
-    searcher.restore(str(states[-1]))
-    assert len(searcher._ot_study.trials) == 3
-    assert manifest["phases"]["confirm"]["status"] == "done"
 
 
 _CLUSTER_DRIVER = """

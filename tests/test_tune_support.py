@@ -110,6 +110,19 @@ def tiny_suite(iterations: int = 2, steps: int = 5) -> Any:
     return dataclasses.replace(suite, budgets={**suite.budgets, "smoke": budget})
 
 
+SECOND_TASK = "pointmaze-medium"
+
+
+def two_task_suite(iterations: int = 2, steps: int = 5) -> Any:
+    """tiny_suite with a second task (the stand-in trains on neither task's data)."""
+    import dataclasses
+
+    suite = tiny_suite(iterations, steps)
+    umaze = suite.tasks["pointmaze-umaze"]
+    second = suite.tasks.get(SECOND_TASK) or dataclasses.replace(umaze, name=SECOND_TASK)
+    return dataclasses.replace(suite, tasks={"pointmaze-umaze": umaze, SECOND_TASK: second})
+
+
 def tiny_options(tmp: Path, data_root: Path, **changes: Any) -> Any:
     from diffcps_ray.tune.sweep import SweepOptions
 

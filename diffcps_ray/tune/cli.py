@@ -3,18 +3,25 @@
     python -m diffcps_ray.tune --suite pointmaze --budget demo --storage results --name demo
 
 Steps: load and validate the suite (tune_configs/), make sure the data is there (generate
-it, convert it, or stop with one sentence before starting Ray), start or join Ray, run the
-search phase per task and the confirmation phase, keep STORAGE/NAME/experiment.json
-current, and print a summary per task.
+it, convert it, or stop with one sentence before starting Ray), start or join Ray, run
+every task's search and confirmation in one Tune experiment, keep
+STORAGE/NAME/experiment.json current, and print a summary per task.
+
+Ctrl-C or SIGTERM (what ``kill`` and cluster schedulers send) stops the sweep at any
+point: Tune saves its state, experiment.json says "interrupted", the resume command is
+printed and the exit status is 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from diffcps_ray.cli import (
@@ -29,6 +36,10 @@ from diffcps_ray.tune.suites import BUDGETS, list_suites, load_suite
 DEFAULT_DATA_CPUS = 2.0
 # Tune logger callbacks --logger adds (diffcps_ray.tune.reporting.logger_callbacks).
 LOGGERS = ("tensorboard", "wandb", "mlflow")
+INTERRUPTED_EXIT = 130  # the shell's status for a process ended by SIGINT
+# Defaults of the options a resumed sweep may change (None in the parser: "not given").
+RESUMABLE_DEFAULTS = {"gpus_per_trial": 0.0, "cpus_per_trial": 1.0, "max_concurrent": None,
+                      "data_cpus": DEFAULT_DATA_CPUS, "address": None, "loggers": []}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     # A trial trains with one learner in its own process: GPUs per trial and per learner
     # are the same number; the name matches `train --gpus-per-learner`.
     parser.add_argument("--gpus-per-learner", "--gpus-per-trial", dest="gpus_per_trial",
-                        type=non_negative_float, default=0.0, metavar="GPUS",
+                        type=non_negative_float, default=None, metavar="GPUS",
                         help="GPUs for each trial's learner, fractions allowed (default 0); "
                              "each trial trains with one learner in its own process, so this "
                              "is also the trial's GPU share")
-    parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0, metavar="CPUS",
+    parser.add_argument("--cpus-per-trial", type=positive_float, default=None, metavar="CPUS",
                         help="CPUs per trial, fractions allowed (default 1)")
     parser.add_argument("--num-samples", type=positive_int, default=None, metavar="N",
                         help="search trials per task (default: the budget's)")
@@ -68,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeds per task in the confirmation phase (default: the budget's)")
     parser.add_argument("--max-concurrent", type=positive_int, default=None, metavar="N",
                         help="trials at once (default: CPUs left after Ray Data's share)")
-    parser.add_argument("--data-cpus", type=non_negative_float, default=DEFAULT_DATA_CPUS,
-                        metavar="CPUS",
+    parser.add_argument("--data-cpus", type=non_negative_float, default=None, metavar="CPUS",
                         help="CPUs kept free of trials for Ray Data tasks (default 2)")
+    parser.add_argument("--optuna-storage", default=None, metavar="URL",
+                        help="keep the Optuna studies in this database (sqlite:///f.db, "
+                             "postgresql://...); default: journal files in the experiment")
     parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                         help="run only these tasks of the suite")
     parser.add_argument("--base", default=None,
@@ -78,9 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logger", dest="loggers", action="append", choices=LOGGERS,
                         default=None, metavar="{" + ",".join(LOGGERS) + "}",
                         help="also log every trial's results to tensorboard (event files in "
-                             "each trial's directory), wandb or mlflow (repeatable)")
+                             "each trial's directory), wandb or mlflow (repeatable; on "
+                             "--resume, replaces the recorded ones)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue STORAGE/NAME where it stopped (starts it if absent)")
+                        help="continue STORAGE/NAME where it stopped (starts it if absent); "
+                             "--address, --gpus-per-learner, --cpus-per-trial, "
+                             "--max-concurrent, --data-cpus and --logger may change, the rest "
+                             "is kept")
     return parser
 
 
@@ -94,20 +111,31 @@ def main(argv: list[str] | None = None) -> int:
 
     # A missing tracker package stops here, before data preparation and Ray.
     check_loggers(args.loggers or [])
-    from diffcps_ray.tune.sweep import Sweep, SweepOptions, elapsed, start_ray, summarise
+    from diffcps_ray.tune.sweep import (
+        Sweep,
+        SweepInterruptedError,
+        SweepOptions,
+        elapsed,
+        start_ray,
+        summarise,
+    )
 
     name = args.name or f"{args.suite}-{args.budget}"
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
-    resumed = None
-    if args.resume:
-        resumed = _saved_options(storage, name)
+    resume_hint = f"python -m diffcps_ray.tune --storage {storage} --name {name} --resume"
+    given = {key: getattr(args, key) for key in RESUMABLE_DEFAULTS
+             if getattr(args, key) is not None}
+    if args.loggers:
+        given["loggers"] = list(dict.fromkeys(args.loggers))
+    resumed = _saved_options(storage, name) if args.resume else None
     if resumed is not None:
-        # A resumed sweep is the sweep that was started: its recorded options win.
-        opts = SweepOptions(**{**resumed, "storage": storage, "name": name,
-                               "address": args.address or resumed.get("address"),
-                               "loggers": args.loggers or resumed.get("loggers") or []})
-        check_loggers(opts.loggers)
-        print(f"Resuming {opts.suite} ({opts.budget}) in {storage}/{name}.")
+        # A resumed sweep computes what was started; only where and how big it runs may change.
+        opts = SweepOptions(**{**resumed, **given, "storage": storage, "name": name})
+        changed = {k: v for k, v in given.items() if resumed.get(k) != v}
+        print(f"Resuming {opts.suite} ({opts.budget}) in {storage}/{name}"
+              + (": changed " + ", ".join(f"--{k.replace('_', '-')} {v}"
+                                          for k, v in changed.items()) if changed else "")
+              + "; kept the recorded suite, budget, tasks, samples, seeds and data root.")
     else:
         suite = load_suite(args.suite, args.base)
         budget = suite.budget(args.budget)
@@ -119,29 +147,37 @@ def main(argv: list[str] | None = None) -> int:
             data_root=str(Path(args.data_root).expanduser().resolve()),
             storage=storage,
             name=name,
-            address=args.address,
-            gpus_per_trial=args.gpus_per_trial,
-            cpus_per_trial=args.cpus_per_trial,
             num_samples=args.num_samples or budget.num_samples,
             seeds=seeds,
-            max_concurrent=args.max_concurrent,
-            data_cpus=args.data_cpus,
             base=args.base,
-            loggers=list(dict.fromkeys(args.loggers or [])),
+            optuna_storage=args.optuna_storage,
+            **{**RESUMABLE_DEFAULTS, **given},
         )
     suite = load_suite(opts.suite, opts.base)
     budget = suite.budget(opts.budget)
 
-    from diffcps_ray.tune.data_prep import prepare_data
-
-    # Before Ray: a missing D4RL file stops here with one sentence.
-    prepare_data(suite, opts.tasks, Path(opts.data_root), budget.transitions)
-
-    command = "python -m diffcps_ray.tune " + shlex.join(sys.argv[1:] if argv is None else argv)
-    sweep = Sweep(suite, opts, command, resume=args.resume)
-    started = start_ray(opts)
+    sweep = None
+    started = False
     try:
-        manifest = sweep.run()
+        with _signals_stop_the_sweep():
+            from diffcps_ray.tune.data_prep import prepare_data
+
+            # Before Ray: a missing D4RL file stops here with one sentence.
+            prepare_data(suite, opts.tasks, Path(opts.data_root), budget.transitions)
+            command = "python -m diffcps_ray.tune " + shlex.join(
+                sys.argv[1:] if argv is None else argv)
+            sweep = Sweep(suite, opts, command, resume=args.resume)
+            started = start_ray(opts)
+            # Ray's driver start-up installs a SIGTERM handler that exits at once; ours
+            # stops Tune cleanly instead.
+            signal.signal(signal.SIGTERM, _terminate)
+            manifest = sweep.run()
+    except (KeyboardInterrupt, SweepInterruptedError):
+        if sweep is not None:
+            sweep.mark_interrupted()
+        print(f"\nInterrupted; nothing finished is lost. Continue with: {resume_hint}",
+              flush=True)
+        return INTERRUPTED_EXIT
     finally:
         if started:
             import ray
@@ -153,6 +189,28 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + line)
     print(f"Done in {elapsed(start)}.")
     return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM acts as Ctrl-C: Tune's SIGINT handler while it runs, else KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not _terminate:
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals_stop_the_sweep() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt outside Tune; Tune stops cleanly inside."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _saved_options(storage: str, name: str) -> dict | None:
@@ -167,5 +225,5 @@ def _saved_options(storage: str, name: str) -> dict | None:
         raise ConfigError(f"{store.uri}/experiment.json has no recorded options to resume.")
     from diffcps_ray.tune.sweep import SweepOptions
 
-    known = set(asdict(SweepOptions("", "", [], "", "", "", None, 0, 1, 1, 1, None, 0)))
+    known = {field.name for field in fields(SweepOptions)}
     return {k: v for k, v in options.items() if k in known}

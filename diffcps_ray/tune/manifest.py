@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow.fs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one Tune experiment (sweep/) for every task and phase
 MANIFEST_NAME = "experiment.json"
 
 

@@ -60,7 +60,8 @@ class SweepReporter(CLIReporter):
                 "num_gradient_steps": "steps",
                 "training_iteration": "iter",
             },
-            parameter_columns={"task": "task", "kappa": "kappa", "seed": "seed"},
+            parameter_columns={"task": "task", "phase": "phase", "kappa": "kappa",
+                               "seed": "seed"},
             total_samples=total_samples,
             max_report_frequency=30,
         )

@@ -81,7 +81,8 @@ class DiffCPSTrial(tune.Trainable):
     def setup(self, config: dict[str, Any]) -> None:
         from diffcps_ray.runtime import set_torch_threads
 
-        set_torch_threads(int(config.get("run", {}).get("torch_threads", 1)))
+        granted = self.with_granted_resources(config)
+        set_torch_threads(int(granted.get("run", {}).get("torch_threads", 1)))
         marker = self._marker_path()
         if marker is not None and marker.is_file():
             # A retry after a NaN would restore the same state and diverge again.
@@ -105,11 +106,30 @@ class DiffCPSTrial(tune.Trainable):
     def build_algorithm(self, config: dict[str, Any]) -> AlgorithmLike:
         from diffcps_ray.tune.bridge import build_diffcps
 
-        return build_diffcps(config)
+        return build_diffcps(self.with_granted_resources(config))
+
+    def with_granted_resources(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config with the GPUs and threads this trial was given.
+
+        A resumed sweep may run its trials with other ``--gpus-per-trial`` or
+        ``--cpus-per-trial`` than the trial's config recorded when it was first proposed.
+        """
+        try:
+            granted = self.trial_resources.required_resources
+        except AttributeError:  # outside Tune
+            return config
+        run = dict(config.get("run", {}))
+        run["num_gpus"] = float(granted.get("GPU", 0.0))
+        run["torch_threads"] = max(1, int(granted.get("CPU", 1.0)))
+        return {**config, "run": run}
 
     def step(self) -> dict[str, Any]:
         raw = self.algorithm.train()
         result = {k: v for k, v in raw.items() if k not in _TRAINABLE_KEYS}
+        # Checkpoint where an evaluation scored the weights: the best-scoring checkpoint
+        # is then a policy with a known score (the end is checkpointed by Tune).
+        interval = int(self.config.get("run", {}).get("eval_interval", 0) or 0)
+        result["should_checkpoint"] = bool(interval) and (self.iteration + 1) % interval == 0
         learners = result.get("learners") or {}
         for module, metrics in learners.items():
             if not isinstance(metrics, Mapping):
