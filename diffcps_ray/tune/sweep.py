@@ -179,9 +179,12 @@ def start_ray(opts: SweepOptions) -> bool:
                  **ray_init_settings(opts.address))
         return True
     # Logical CPUs beyond the cores stay free of trials for Ray Data's read tasks, which run
-    # outside the trials' placement groups (with no spare CPU they wait forever).
+    # outside the trials' placement groups (with no spare CPU they wait forever). "local":
+    # a new instance even where `ray start` left one running (ray.init() would join it and
+    # then refuse num_cpus); --address joins a cluster.
     num_cpus = (os.cpu_count() or 1) + math.ceil(opts.data_cpus)
-    ray.init(num_cpus=num_cpus, runtime_env=runtime_env, **ray_init_settings(None, num_cpus))
+    ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env,
+             **ray_init_settings(None, num_cpus))
     return True
 
 
