@@ -1,4 +1,4 @@
-"""Sweep suites: tune_configs/<suite>.yaml (and ablations/<name>.yaml) read and validated.
+"""Sweep suites: diffcps_ray/tune_configs/<suite>.yaml (and ablations/<name>.yaml) read and validated.
 
 A suite names its tasks, where their data comes from, the search space over kappa and
 lambda_clip per task, and three budgets (smoke, demo, paper). Per-task base settings are
@@ -27,7 +27,8 @@ import yaml
 
 from diffcps_ray.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "tune_configs"
+# Package data: a non-editable install (pip install .) on every node ships the suites.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "tune_configs"
 ABLATION_DIR = CONFIG_DIR / "ablations"
 BUDGETS = ("smoke", "demo", "paper")
 SEARCHED = ("kappa", "lambda_clip")
@@ -146,7 +147,7 @@ class Suite:
 
 
 def suite_path(name: str) -> Path:
-    """tune_configs/<name>.yaml, or tune_configs/ablations/<name>.yaml; a path works too."""
+    """diffcps_ray/tune_configs/<name>.yaml, or its ablations/<name>.yaml; a path works too."""
     candidate = Path(name)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return candidate
