@@ -2,9 +2,8 @@
 
 Source: He et al., "DiffCPS: Diffusion Model based Constrained Policy Search for Offline
 Reinforcement Learning", Table 1 (column "DiffCPS (ours)"): D4RL normalised score,
-best evaluation over the run (best-of-run), mean +- std over 5 seeds. Copied from the
-paper's text as kept in shared/reference/diffcps-paper.md (algorithm-spec.md lists the
-same means).
+best evaluation over the run (best-of-run), mean +- std over 5 seeds, copied from the
+paper's table (docs/method.md lists the same means).
 
 The authors' AntMaze runs used D4RL's v0 datasets; our registry also has v2 (fixed
 timeouts). Both names map to the paper's number, and the report says when a v2 task is

@@ -1,4 +1,4 @@
-"""A straightforward DiffCPS training step, written from algorithm-spec.md without any
+"""A straightforward DiffCPS training step, written from docs/method.md without any
 speed work: nn.Sequential networks with nn.Mish, concatenated inputs, two separate
 critics, repeated next states for the max-Q backup, default Adam, Polyak by a Python loop.
 

@@ -155,7 +155,7 @@ def init_ray(address: str | None, threads: int) -> bool:
         # A fresh local instance ("local": never attach to a cluster someone else started
         # with `ray start` on this machine). Two logical CPUs more than cores: Ray Data's
         # read tasks must fit beside the learner(s), or a 2-core machine deadlocks
-        # (rllib-notes.md).
+        # (docs/performance.md).
         num_cpus = (os.cpu_count() or 2) + 2
         ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env,
                  **ray_init_settings(None, num_cpus))

@@ -16,7 +16,7 @@ def ray_session():
     """One local Ray instance for every test that needs Ray (starting Ray costs seconds).
 
     Four logical CPUs on a 2-core machine leaves room for Ray Data tasks beside an
-    Algorithm and its evaluation, which deadlocks with ``num_cpus=2`` (rllib-notes.md).
+    Algorithm and its evaluation, which deadlocks with ``num_cpus=2`` (docs/performance.md).
     """
     import ray
 

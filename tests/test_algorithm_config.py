@@ -72,7 +72,12 @@ def test_unknown_task_names_close_matches() -> None:
         ({"lambda_clip": 200.0}, r"lambda_clip \(200.0\) must not exceed lambda_max \(100.0\)"),
         ({"T": 0}, "T \\(the number of diffusion steps\\) must be at least 1"),
         ({"freq": 0}, "freq must be at least 1"),
-        ({"gamma": 1.5}, "gamma must be in"),
+        ({"gamma": 1.5}, r"gamma must be in \(0, 1\], got 1.5"),
+        ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\), got 1.0"),
+        ({"time_embed_dim": 5}, "time_embed_dim must be a multiple of 2 and at least 4"),
+        ({"grad_norm": float("inf")}, "grad_norm must be a finite number"),
+        ({"max_q_backup": "maybe"}, "max_q_backup must be true or false, got 'maybe'"),
+        ({"vp_beta_min": 20.0}, "0 < vp_beta_min < vp_beta_max"),
         ({"reward_tune": "cql"}, "reward_tune must be one of"),
         ({"beta_schedule": "cosine"}, "beta_schedule must be one of"),
         ({"batch_size": 2.5}, "batch_size must be an integer"),
@@ -84,6 +89,13 @@ def test_validation_messages_are_plain_sentences(overrides: dict, message: str) 
     with pytest.raises(ConfigError, match=message) as info:
         DiffCPSSettings().replace(**overrides)
     assert str(info.value).endswith((".", "?"))
+
+
+@pytest.mark.parametrize("name", DiffCPSSettings.field_names())
+def test_every_field_checks_its_type(name: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{name}\b.* must be .*, got <object") as info:
+        DiffCPSSettings().replace(**{name: object()})
+    assert "\n" not in str(info.value)
 
 
 def test_validate_on_a_directly_built_dataclass() -> None:

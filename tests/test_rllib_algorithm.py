@@ -106,6 +106,29 @@ def test_train_metrics_evaluation_and_checkpoint_restore(ray_session, pointmaze_
             assert actual[key] == expected[key], key
 
 
+def test_train_results_pass_rllibs_structure_check(ray_session, pointmaze_root):
+    from ray.rllib.utils.test_utils import check_train_results_new_api_stack
+
+    config = small_config(POINTMAZE, pointmaze_root).evaluation(eval_interval=2, eval_episodes=1)
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(2)]
+    finally:
+        algo.stop()
+    for result in results:
+        check_train_results_new_api_stack(result)
+    first, second = results
+    # The evaluation came through the metrics logger: NaN before it, then its score.
+    assert math.isnan(first["evaluation"]["normalized_score"])
+    assert math.isfinite(second["evaluation"]["normalized_score"])
+    assert second["evaluation"]["num_evaluations"] == 1
+    assert second["timers"]["evaluation_iteration"] > 0
+    # "Sampled env steps" are data rows drawn: 6 gradient steps x 32 rows per iteration.
+    assert first["env_runners"]["num_env_steps_sampled"] == 6 * 32
+    assert second["env_runners"]["num_env_steps_sampled_lifetime"] == 2 * 6 * 32
+    assert second["num_gradient_steps"] == 12
+
+
 def test_converted_d4rl_locomotion_file(ray_session, hopper_root):
     config = small_config(HOPPER, hopper_root).evaluation(eval_interval=1, eval_episodes=2)
     algo = config.build_algo()

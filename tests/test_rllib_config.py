@@ -100,11 +100,32 @@ def test_unknown_task_and_missing_data(tmp_path, data_root):
         wrong.validate()
 
 
-def test_rllib_env_runner_evaluation_is_rejected(data_root):
+@pytest.mark.parametrize(
+    ("builder", "rllib_field", "value", "instead"),
+    [
+        ("training", "lr", 3e-4, "actor_lr, critic_lr and lambda_lr"),
+        ("training", "train_batch_size_per_learner", 256, "batch_size"),
+        ("training", "train_batch_size", 256, "batch_size"),
+        ("training", "minibatch_size", 64, "batch_size"),
+        ("training", "grad_clip", 9.0, "grad_norm"),
+        ("training", "grad_clip_by", "value", "grad_norm"),
+        ("evaluation", "evaluation_interval", 1, "eval_interval"),
+        ("evaluation", "evaluation_duration", 50, "eval_episodes"),
+        ("evaluation", "evaluation_num_env_runners", 2, "eval_num_envs"),
+        ("env_runners", "num_env_runners", 2, "num_learners"),
+    ],
+)
+def test_rllib_fields_diffcps_does_not_use_are_rejected_naming_its_own(
+    data_root, builder, rllib_field, value, instead
+):
     config = DiffCPSConfig().environment(task=TASK).offline_data(data_root=data_root)
-    config.evaluation(evaluation_interval=1)
-    with pytest.raises(ConfigError, match="eval_interval"):
+    getattr(config, builder)(**{rllib_field: value})
+    with pytest.raises(ConfigError, match=f"RLlib's {rllib_field} ") as info:
         config.validate()
+    message = str(info.value)
+    assert instead in message and "\n" not in message and message.endswith("instead.")
+    # At RLlib's default the field is harmless and the config validates.
+    DiffCPSConfig().environment(task=TASK).offline_data(data_root=data_root).validate()
 
 
 def _module(config: DiffCPSConfig, inference_only: bool = False):

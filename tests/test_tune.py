@@ -65,7 +65,7 @@ def test_paper_budgets_follow_the_authors_protocol(name: str) -> None:
 
 
 def test_demo_budget_trains_past_the_behaviour_with_enough_episodes() -> None:
-    """pointmaze-notes.md: ~10-12k steps to beat the behaviour; 50 episodes for +-5 noise."""
+    """docs/pointmaze.md: ~10-12k steps to beat the behaviour; 50 episodes for +-5 noise."""
     demo = load_suite("pointmaze").budget("demo")
     assert demo.confirm.gradient_steps >= 12_000
     assert demo.confirm.eval_episodes >= 50
@@ -138,6 +138,46 @@ def test_bad_ranges_fail_with_one_sentence(tmp_path: Path, lambda_clip: str, fra
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")) as info:
         load_suite(str(path))
     assert "\n" not in str(info.value)
+
+
+GOOD_RANGE = "{low: 0.001, high: 1.0, zero_floor: true}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "sentence"),
+    [
+        ("num_samples: 2", "num_samples: '2'", "budgets.smoke.num_samples must be an integer, "
+         "got '2'."),
+        ("num_samples: 2", "num_samples: 0", "budgets.smoke.num_samples must be at least 1, "
+         "got 0."),
+        ("budgets:", "budgets:\n  huge: {}", "unknown key 'huge' in budgets (allowed: demo, "
+         "paper, smoke)."),
+        ("source: generate", "source: minari", "data.source must be one of 'generate' or "
+         "'d4rl', got 'minari'."),
+        ("source: generate", "source: generate, seed: abc", "data.seed must be an integer, "
+         "got 'abc'."),
+        ("  kappa:", "  kapa:", "unknown key 'kapa' in search (allowed: 'kappa' or "
+         "'lambda_clip')."),
+        ("eval_episodes: 1}", "eval_episodes: 1, evals: 2}", "unknown key 'evals' in "
+         "budgets.smoke.search (allowed: eval_episodes, eval_interval, iterations, "
+         "steps_per_iteration)."),
+        ("zero_floor: true", "zero_floor: 'yes'", "search.lambda_clip.zero_floor must be true "
+         "or false, got 'yes'."),
+        ("grace_period: 1", "grace_period: 3", "budgets.smoke: grace_period (3) exceeds the "
+         "search phase's 2 iterations."),
+        ("  pointmaze-umaze: {}", "  pointmaze-umaze: {overides: {}}", "unknown key "
+         "'overides' in tasks.pointmaze-umaze (allowed: behaviour_score, overrides, search)."),
+    ],
+)
+def test_a_bad_suite_file_names_the_file_key_and_allowed_values(
+    tmp_path: Path, old: str, new: str, sentence: str
+) -> None:
+    text = _good("bad", GOOD_RANGE)
+    assert old in text
+    path = _write(tmp_path, "bad", text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_suite(str(path))
+    assert str(info.value) == f"{path}: {sentence}"
 
 
 def test_unknown_suite_budget_and_task_are_plain_errors() -> None:

@@ -51,7 +51,7 @@ def test_smoke_sweep_from_the_command_line(tmp_path: Path) -> None:
     # Resuming a finished sweep re-uses its recorded options and runs nothing new.
     again = _tune("--storage", storage, "--name", "smoke", "--resume")
     assert again.returncode == 0, again.stderr[-4000:]
-    assert "finished earlier, skipping" in again.stdout
+    assert "finished earlier; nothing to run" in again.stdout
 
 
 def test_killed_worker_resumes_the_real_algorithm_from_its_checkpoint(

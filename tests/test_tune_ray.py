@@ -118,10 +118,18 @@ def test_a_nan_trial_errors_naming_the_metric_and_the_sweep_goes_on(
     # The paper's kappa (0.05, tried first) diverges; the smaller ones train.
     trainable = with_run_options(StandInTrial, nan_when_kappa_above=0.049)
     opts = tiny_options(tmp_path, data_root, num_samples=3, seeds=1)
+    console: list[str] = []
     with _Timeout(240):
-        manifest = Sweep(tiny_suite(), opts, "test", resume=False, trainable=trainable).run()
+        manifest = Sweep(tiny_suite(), opts, "test", resume=False, trainable=trainable,
+                         log=console.append).run()
     search = [t for t in manifest["trials"] if t["phase"] == "search"]
     failed = [t for t in search if t["status"] == "ERROR"]
+    # The failure reaches the console as one line naming the metric and the log file.
+    lines = [line for line in console if " failed: " in line]
+    assert lines and all("\n" not in line for line in lines)
+    assert "critic_loss became nan" in lines[0] and "(log: " in lines[0]
+    log_path = lines[0].rsplit("(log: ", 1)[1].rstrip(")")
+    assert Path(log_path).is_file()
     assert failed and any(t["kappa"] == pytest.approx(0.05) for t in failed)
     for row in failed:
         assert "learners/default_policy/critic_loss became nan" in row["error"]

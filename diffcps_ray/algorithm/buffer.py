@@ -1,7 +1,7 @@
 """An offline transition buffer packed into one contiguous tensor.
 
 One ``index_select`` on a single (N, 2 obs + act + 2) tensor gathers a whole minibatch, far
-cheaper than gathering five columns separately (performance-notes.md); the returned
+cheaper than gathering five columns separately (docs/performance.md); the returned
 columns are views of that one gathered block.
 """
 

@@ -1,7 +1,7 @@
 """DiffCPS settings: every constant of the method, with the authors' defaults.
 
 Defaults are those of the authors' implementation (DiffCPS on the Diffusion-QL code base,
-see algorithm-spec.md); where the paper says something else the field's comment says so.
+see docs/method.md); where the paper says something else the field's comment says so.
 ``TASK_SETTINGS`` is the per-task table (paper Table 3 plus the implementation's ``gn``
 and initial lambda); :meth:`DiffCPSSettings.for_task` applies it.
 """
@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 from diffcps_ray.errors import ConfigError, UnknownTaskError
 
@@ -22,70 +24,96 @@ BETA_SCHEDULES = ("vp",)
 REWARD_TUNES = ("none", "cql_antmaze")
 
 
+def _not_bool(kind: str) -> BeforeValidator:
+    """Reject True/False where a number is meant (pydantic would read them as 1/0)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(f"{kind}_type", "not a {kind}", {"kind": kind})
+        return value
+
+    return BeforeValidator(check)
+
+
+# Field types: pydantic reads command-line strings and numpy scalars as these (lossless
+# only: 2.5 is not an int) and checks the bounds; validate() turns an error into a sentence.
+Int = Annotated[int, _not_bool("int")]
+Count = Annotated[Int, Field(ge=1)]
+Real = Annotated[float, _not_bool("float"), Field(allow_inf_nan=False)]
+Positive = Annotated[Real, Field(gt=0)]
+NonNegative = Annotated[Real, Field(ge=0)]
+Fraction = Annotated[Real, Field(gt=0, le=1)]
+
+
 @dataclass
 class DiffCPSSettings:
-    """Every constant of DiffCPS. Field names follow the paper where it names the thing."""
+    """Every constant of DiffCPS. Field names follow the paper where it names the thing.
+
+    Each field's type states what it accepts (see ``validate``).
+    """
 
     # --- diffusion policy ---------------------------------------------------------------
-    T: int = 5
+    T: Annotated[Count, Field(title="the number of diffusion steps")] = 5
     """The number of diffusion steps (paper: T=5 for all tasks; authors' n_timesteps)."""
-    beta_schedule: str = "vp"
+    beta_schedule: Literal[BETA_SCHEDULES] = "vp"
     """Noise schedule; only the variance-preserving ("vp") schedule of the paper."""
-    vp_beta_min: float = 0.1
-    vp_beta_max: float = 10.0
-    hidden_dim: int = 256
-    time_embed_dim: int = 16
-    max_action: float = 1.0
+    vp_beta_min: Positive = 0.1
+    vp_beta_max: Positive = 10.0
+    hidden_dim: Count = 256
+    time_embed_dim: Annotated[Int, Field(ge=4, multiple_of=2)] = 16
+    max_action: Positive = 1.0
     """Actions and the denoiser's x0 estimate are clamped to [-max_action, max_action]."""
 
     # --- RL ------------------------------------------------------------------------------
-    gamma: float = 0.99
-    tau: float = 0.005
+    gamma: Fraction = 0.99
+    tau: Fraction = 0.005
     """Polyak rate of the target critics (every step)."""
-    batch_size: int = 256
+    batch_size: Count = 256
     max_q_backup: bool = False
-    num_backup_samples: int = 10
+    num_backup_samples: Count = 10
     """Next actions per next state for the max-Q backup."""
-    reward_tune: str = "none"
+    reward_tune: Literal[REWARD_TUNES] = "none"
     """"none" or "cql_antmaze" (r' = (r - 0.5) * 4); applied to the data, not per step."""
 
     # --- optimisation ----------------------------------------------------------------------
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
+    actor_lr: Positive = 3e-4
+    critic_lr: Positive = 3e-4
     """Fixed for every task in the implementation (the paper's table lists one lr)."""
-    lambda_lr: float = 3e-5
-    grad_norm: float = 9.0
+    lambda_lr: Positive = 3e-5
+    grad_norm: Real = 9.0
     """gn: max L2 norm of each optimiser's gradients; <= 0 disables clipping."""
-    freq: int = 2
+    freq: Count = 2
     """Policy (actor and lambda) update interval d; they update when step % freq == 0."""
     lr_decay: bool = False
     """Cosine lr decay on all three optimisers (inert in the authors' runs)."""
-    lr_decay_steps: int = 2000
+    lr_decay_steps: Count = 2000
     """Cosine period T_max in scheduler steps (authors: lr_maxt = number of epochs)."""
-    lr_decay_interval: int = 50_000
+    lr_decay_interval: Count = 50_000
     """Gradient steps per scheduler step (authors: once per 50 epochs of 1000 steps)."""
 
     # --- Lagrange multiplier -------------------------------------------------------------
-    lambda_init: float = 1.0
-    kappa: float = 0.05
+    lambda_init: NonNegative = 1.0
+    kappa: Annotated[Positive, Field(description="it bounds the diffusion loss")] = 0.05
     """Constraint level on L_c (paper eq. [eta2]); on the per-dimension MSE scale."""
-    lambda_clip: float = 0.0
+    lambda_clip: Annotated[NonNegative, Field(description="lambda is a Lagrange multiplier")] = (
+        0.0
+    )
     """lambda_min: lambda is clamped to [lambda_clip, lambda_max] where it is used."""
-    lambda_max: float = 100.0
+    lambda_max: Positive = 100.0
 
     # --- targets -------------------------------------------------------------------------
-    ema_decay: float = 0.995
-    ema_interval: int = 5
-    ema_start_step: int = 1000
+    ema_decay: Annotated[Real, Field(ge=0, lt=1)] = 0.995
+    ema_interval: Count = 5
+    ema_start_step: Annotated[Int, Field(ge=0)] = 1000
 
     # --- evaluation ----------------------------------------------------------------------
-    num_eval_candidates: int = 50
+    num_eval_candidates: Count = 50
 
     # --- training protocol (used by the training loop, not by the agent) ------------------
-    num_epochs: int = 2000
-    steps_per_epoch: int = 1000
-    eval_interval_epochs: int = 50
-    eval_episodes: int = 10
+    num_epochs: Count = 2000
+    steps_per_epoch: Count = 1000
+    eval_interval_epochs: Count = 50
+    eval_episodes: Count = 10
 
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Free-form notes (e.g. the task name); ignored by the algorithm."""
@@ -96,16 +124,17 @@ class DiffCPSSettings:
         return self.T
 
     def __post_init__(self) -> None:
-        """Coerce numpy scalars and command-line strings to the declared field types.
+        """Read numpy scalars and command-line strings as the declared field types.
 
-        Values that cannot be read as the declared type are left for :meth:`validate`
-        to reject with a sentence.
+        Values that cannot be read (or break a bound) are left as given, for
+        :meth:`validate` to reject with a sentence.
         """
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            coerced = _coerce(value, f.type)
-            if coerced is not value:
-                object.__setattr__(self, f.name, coerced)
+        for name, adapter in _FIELD_ADAPTERS.items():
+            try:
+                value = adapter.validate_python(getattr(self, name))
+            except ValidationError:
+                continue
+            object.__setattr__(self, name, value)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -142,105 +171,78 @@ class DiffCPSSettings:
         return cls().replace(**dict(values))
 
     def validate(self) -> None:
-        """Raise ConfigError with one plain sentence for the first invalid setting."""
+        """Raise ConfigError with one plain sentence for the first invalid setting.
 
-        def fail(message: str) -> None:
-            raise ConfigError(message)
-
-        ints = (
-            "T", "hidden_dim", "time_embed_dim", "batch_size", "num_backup_samples",
-            "freq", "ema_interval", "ema_start_step", "num_eval_candidates", "lr_decay_steps",
-            "lr_decay_interval", "num_epochs", "steps_per_epoch", "eval_interval_epochs",
-            "eval_episodes",
-        )  # fmt: skip
-        for name in ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                fail(f"{name} must be an integer, got {value!r}.")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type == "float" and not isinstance(value, float):
-                fail(f"{f.name} must be a number, got {value!r}.")
-            if f.type == "str" and not isinstance(value, str):
-                fail(f"{f.name} must be a string, got {value!r}.")
-            if isinstance(value, float) and not math.isfinite(value):
-                fail(f"{f.name} must be a finite number, got {value!r}.")
-        if self.T < 1:
-            fail(f"T (the number of diffusion steps) must be at least 1, got {self.T}.")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            fail(f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}.")
-        if not 0 < self.vp_beta_min < self.vp_beta_max:
-            fail("vp_beta_min and vp_beta_max must satisfy 0 < vp_beta_min < vp_beta_max.")
-        if self.time_embed_dim < 4 or self.time_embed_dim % 2:
-            fail(f"time_embed_dim must be an even number >= 4, got {self.time_embed_dim}.")
-        for name in ("hidden_dim", "batch_size", "num_backup_samples", "freq", "ema_interval",
-                     "num_eval_candidates", "lr_decay_steps", "lr_decay_interval",
-                     "num_epochs", "steps_per_epoch", "eval_interval_epochs", "eval_episodes"):
-            if getattr(self, name) < 1:
-                fail(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.ema_start_step < 0:
-            fail(f"ema_start_step must be >= 0, got {self.ema_start_step}.")
-        if self.max_action <= 0:
-            fail(f"max_action must be positive, got {self.max_action}.")
-        if not 0 < self.gamma <= 1:
-            fail(f"gamma must be in (0, 1], got {self.gamma}.")
-        if not 0 < self.tau <= 1:
-            fail(f"tau must be in (0, 1], got {self.tau}.")
-        if not 0 <= self.ema_decay < 1:
-            fail(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
-        for name in ("actor_lr", "critic_lr", "lambda_lr"):
-            if getattr(self, name) <= 0:
-                fail(f"{name} must be positive, got {getattr(self, name)}.")
-        if self.kappa <= 0:
-            fail(f"kappa must be positive (it bounds the diffusion loss), got {self.kappa}.")
-        if self.lambda_clip < 0:
-            fail(f"lambda_clip must be >= 0 (lambda is a Lagrange multiplier), "
-                 f"got {self.lambda_clip}.")  # fmt: skip
-        if self.lambda_max <= 0:
-            fail(f"lambda_max must be positive, got {self.lambda_max}.")
+        Each field is checked against its declared type and bounds (by pydantic), then the
+        settings that bound each other.
+        """
+        for name, adapter in _FIELD_ADAPTERS.items():
+            try:
+                adapter.validate_python(getattr(self, name))
+            except ValidationError as error:
+                raise ConfigError(_sentence(name, error)) from None
+        if self.vp_beta_min >= self.vp_beta_max:
+            raise ConfigError("vp_beta_min and vp_beta_max must satisfy "
+                              "0 < vp_beta_min < vp_beta_max.")  # fmt: skip
         if self.lambda_clip > self.lambda_max:
-            fail(f"lambda_clip ({self.lambda_clip}) must not exceed lambda_max "
-                 f"({self.lambda_max}).")  # fmt: skip
-        if self.lambda_init < 0:
-            fail(f"lambda_init must be >= 0, got {self.lambda_init}.")
-        if self.reward_tune not in REWARD_TUNES:
-            fail(f"reward_tune must be one of {REWARD_TUNES}, got {self.reward_tune!r}.")
-        if not isinstance(self.max_q_backup, bool):
-            fail(f"max_q_backup must be true or false, got {self.max_q_backup!r}.")
-        if not isinstance(self.lr_decay, bool):
-            fail(f"lr_decay must be true or false, got {self.lr_decay!r}.")
+            raise ConfigError(f"lambda_clip ({self.lambda_clip}) must not exceed lambda_max "
+                              f"({self.lambda_max}).")  # fmt: skip
 
 
-def _coerce(value: Any, type_name: Any) -> Any:
-    """``value`` as ``type_name`` ("int", "float", "bool", "str") where that is lossless."""
-    if type_name == "bool":
-        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-            return value.strip().lower() in ("true", "1")
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value in (0, 1):
-            return bool(value)
-        return value
-    if type_name == "int":
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                return value
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, numbers.Integral):
-            return int(value)
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            return int(value)
-        return value
-    if type_name == "float":
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                return value
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
-    return value
+_FIELD_TYPES = get_type_hints(DiffCPSSettings, include_extras=True)
+_FIELD_ADAPTERS = {f.name: TypeAdapter(_FIELD_TYPES[f.name])
+                   for f in dataclasses.fields(DiffCPSSettings)}  # fmt: skip
+
+_KINDS = {
+    "int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
+    "dict": "a mapping",
+}  # fmt: skip
+
+
+def _sentence(name: str, error: ValidationError) -> str:
+    """The first pydantic error on field ``name`` as one sentence with the allowed values."""
+    detail = error.errors()[0]
+    value, kind = detail["input"], detail["type"]
+    constraints: dict[str, Any] = {}
+    title = reason = None  # Field(title=...): what the name means; description: why a bound
+    hint = _FIELD_TYPES[name]
+    for item in get_args(hint)[1:] if get_origin(hint) is Annotated else ():
+        title = getattr(item, "title", None) or title
+        reason = getattr(item, "description", None) or reason
+        for meta in getattr(item, "metadata", [item]):
+            constraints.update(
+                {k: getattr(meta, k) for k in ("gt", "ge", "lt", "le", "multiple_of")
+                 if getattr(meta, k, None) is not None}
+            )  # fmt: skip
+    label = f"{name} ({title})" if title else name
+    if isinstance(value, float) and not math.isfinite(value):
+        allowed = "a finite number"
+    elif kind.split("_")[0] in _KINDS:  # int_type, int_parsing, int_from_float, float_...
+        allowed = _KINDS[kind.split("_")[0]]
+    elif kind == "literal_error":
+        allowed = f"one of {detail['ctx']['expected']}"
+    else:
+        allowed = _bounds_phrase(constraints) + (f" ({reason})" if reason else "")
+    return f"{label} must be {allowed}, got {value!r}."
+
+
+def _bounds_phrase(c: dict[str, Any]) -> str:
+    """'positive', 'at least 1', '>= 0', 'in (0, 1]', 'a multiple of 2 and at least 4'."""
+    low = ("(", c["gt"]) if "gt" in c else ("[", c["ge"]) if "ge" in c else None
+    high = (")", c["lt"]) if "lt" in c else ("]", c["le"]) if "le" in c else None
+    if low and high:
+        phrase = f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    elif low == ("(", 0):
+        phrase = "positive"
+    elif low == ("[", 0):
+        phrase = ">= 0"
+    elif low:
+        phrase = f"at least {low[1]}" if low[0] == "[" else f"greater than {low[1]}"
+    else:
+        phrase = f"at most {high[1]}" if high else "valid"
+    if "multiple_of" in c:
+        phrase = f"a multiple of {c['multiple_of']} and {phrase}"
+    return phrase
 
 
 def _locomotion(kappa: float, grad_norm: float) -> dict[str, Any]:
@@ -284,8 +286,8 @@ TASK_SETTINGS: dict[str, dict[str, Any]] = {
     # The authors ran AntMaze on v0 (broken timeouts); v2 fixes the data. Same settings.
     **{f"antmaze-{name}-{version}": dict(values)
        for name, values in _ANTMAZE.items() for version in ("v0", "v2")},
-    # Not in the paper: locally generated PointMaze data (pointmaze-notes.md) with
+    # Not in the paper: locally generated PointMaze data (docs/pointmaze.md) with
     # hopper-medium-like settings; rewards are used as generated.
     **{f"pointmaze-{maze}": _locomotion(0.05, 9.0) for maze in ("umaze", "medium", "large")},
 }  # fmt: skip
-"""Per-task overrides of the defaults (algorithm-spec.md table)."""
+"""Per-task overrides of the defaults (the table in docs/method.md)."""

@@ -6,7 +6,7 @@ code (the paper's i = 1..T); ``alpha_bar_i = prod_{j<=i} (1 - beta_j)``.
 Speed without changing the mathematics: the noise model's first layer acts on
 ``concat(a_i, t_emb(i), s)``, so ``W [a; t; s] + b = W_a a + (W_t t_emb(i)) + (W_s s + b)``.
 The state part is projected once per batch (shared by the T reverse steps and by L_c), and
-the time part once for the T possible steps (see performance-notes.md).
+the time part once for the T possible steps (see docs/performance.md).
 """
 
 from __future__ import annotations

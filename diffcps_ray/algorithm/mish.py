@@ -8,7 +8,7 @@
                                        = \\frac{n}{n + 2},
 
 so ``mish(x) = x * n / (n + 2)`` needs a single ``exp`` instead of ``exp``, ``log1p`` and
-``tanh`` (transcendentals are the slow part on small CPUs, see performance-notes.md).
+``tanh`` (transcendentals are the slow part on small CPUs, see docs/performance.md).
 The derivative, with ``d = 1 / (n + 2)`` and ``t = n d``:
 
 .. math::

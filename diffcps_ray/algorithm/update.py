@@ -1,6 +1,6 @@
 """The DiffCPS update rules, one function per equation.
 
-Paper equations are cited by their labels in diffcps-paper.md ([mu3], [eta2], ...).
+Paper equations are cited by their labels ([mu3], [eta2], ...), explained in docs/method.md.
 Where the paper and the authors' implementation differ, the implementation is followed
 and the docstring says so.
 """

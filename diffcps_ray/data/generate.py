@@ -1,6 +1,6 @@
 """Generate transition datasets in the real simulators (no downloads needed).
 
-PointMaze gets the embedded default's behaviour policy (pointmaze-notes.md): a noisy,
+PointMaze gets the embedded default's behaviour policy (docs/pointmaze.md): a noisy,
 detouring scripted expert in a maze2d-style continuing task. Each goal is one episode:
 the data never shows a goal switching under the agent, because evaluation never does.
 Locomotion and AntMaze get random-policy data, enough to exercise the pipeline in tests.
@@ -22,7 +22,7 @@ from diffcps_ray.errors import DataError
 
 ProgressFn = Callable[[int, int], None]
 
-# PointMaze behaviour policy (pointmaze-notes.md: lighter settings left nothing to improve).
+# PointMaze behaviour policy (docs/pointmaze.md: lighter settings left nothing to improve).
 ACTION_NOISE_STD = 1.0
 RANDOM_ACTION_PROB = 0.3
 DETOUR_PROB = 0.75

@@ -28,7 +28,7 @@ def make_locomotion_env(env_id: str, max_episode_steps: int = 1000) -> gym.Env:
     kwargs: dict[str, object] = {}
     if env_id.startswith("Walker2d"):
         # v5's model gives both feet friction 1.9; D4RL's data were collected with the
-        # right foot at 0.9, which the shipped walker2d.xml keeps (d4rl-facts.md).
+        # right foot at 0.9, which the shipped walker2d.xml keeps (docs/data-formats.md).
         kwargs["xml_file"] = "walker2d.xml"
     env = gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
     return Float32Observation(env)

@@ -1,6 +1,6 @@
 """PointMaze: gymnasium-robotics' PointMaze_*-v3 with a flat observation, plus a scripted expert.
 
-Evaluation protocol (pointmaze-notes.md): random start and goal cells (gymnasium-robotics'
+Evaluation protocol (docs/pointmaze.md): random start and goal cells (gymnasium-robotics'
 own sampling, +-0.25 position noise), sparse reward 1 on every step within 0.45 of the
 goal, no termination on success (the return counts the steps spent at the goal),
 300/600/800-step episodes for UMaze/Medium/Large.

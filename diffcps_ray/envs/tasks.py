@@ -215,7 +215,7 @@ def _antmaze_tasks() -> list[TaskSpec]:
     return tasks
 
 
-# --- PointMaze (the embedded default: data generated here, see pointmaze-notes.md) ---------
+# --- PointMaze (the embedded default: data generated here, see docs/pointmaze.md) --------
 
 POINTMAZE_EPISODE_STEPS = {"umaze": 300, "medium": 600, "large": 800}
 # Used only if reference_scores.json is missing (e.g. an install without package data);

@@ -10,10 +10,15 @@ One ``train()`` call:
    weights. Data that recorded their own evaluation env (a converted Minari dataset's
    manifest ``eval_env``) are evaluated there instead of in the task's simulator.
 
-Result keys (docs/interfaces.md): ``evaluation/normalized_score``,
-``evaluation/episode_return_mean``, ``evaluation/best_normalized_score``,
-``evaluation/success_rate`` (goal tasks), carried forward between evaluations (NaN before
-the first one), ``num_gradient_steps`` (cumulative) and ``learners/default_policy/...``.
+Every result goes through RLlib's MetricsLogger (``self.metrics``), so ``train()`` returns
+RLlib's usual structure and passes ``check_train_results_new_api_stack``. Result keys
+(docs/interfaces.md): ``evaluation/normalized_score``, ``evaluation/episode_return_mean``,
+``evaluation/best_normalized_score``, ``evaluation/success_rate`` (goal tasks), logged
+every iteration with the last evaluation carried forward (NaN before the first one);
+``num_gradient_steps`` (cumulative); ``learners/default_policy/...``; ``env_runners/``
+counts the data rows drawn for gradient steps (there are no env runners: as in RLlib's
+offline algorithms, "sampled env steps" are rows read from the data), and
+``fault_tolerance/`` reports zero env runners.
 """
 
 from __future__ import annotations
@@ -33,9 +38,13 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    EVALUATION_ITERATION_TIMER,
     EVALUATION_RESULTS,
+    FAULT_TOLERANCE_STATS,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
     TIMERS,
 )
@@ -80,6 +89,10 @@ class DiffCPS(Algorithm):
             )
         # One Ray Data iterator per learner (the first update materialises them).
         self._data_iterators = self.offline_data.learner_iterators(len(self.learner_group))
+        # Data rows one gradient step draws: batch_size on each learner.
+        self._rows_per_step = int(self.config.get_diffcps_settings().batch_size) * max(
+            1, len(self.learner_group)
+        )
         self._eval_spec = self._evaluation_task()
 
     def _evaluation_task(self) -> TaskSpec:
@@ -112,6 +125,8 @@ class DiffCPS(Algorithm):
     # --- training ------------------------------------------------------------------------
 
     def training_step(self) -> None:
+        """The learners' gradient steps, then (every ``eval_interval`` iterations) an
+        evaluation; everything is logged through ``self.metrics``."""
         steps = self.config.resolved_gradient_steps
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             learner_results = self.learner_group.update(
@@ -121,19 +136,25 @@ class DiffCPS(Algorithm):
             )
         self._num_gradient_steps += steps
         self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        self.metrics.log_value(NUM_GRADIENT_STEPS, self._num_gradient_steps, reduce="item")
+        rows = steps * self._rows_per_step
+        self.metrics.log_value((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED), rows, reduce="sum")
+        self.metrics.log_value(
+            (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), rows, reduce="lifetime_sum"
+        )
+        # RLlib reports these for its env runners; DiffCPS has none.
+        self.metrics.log_dict(
+            {"num_healthy_workers": 0, "num_remote_worker_restarts": 0},
+            key=FAULT_TOLERANCE_STATS, reduce="item",
+        )  # fmt: skip
 
-    def step(self) -> dict[str, Any]:
-        results = super().step()
-        # self.iteration is incremented after step() returns.
+        # self.iteration is incremented after train() returns.
         interval = self.config.resolved_eval_interval
         if interval and (self.iteration + 1) % interval == 0:
-            self.evaluate_in_simulator()
-        results[EVALUATION_RESULTS] = {
-            **(results.get(EVALUATION_RESULTS) or {}),
-            **self.evaluation_metrics(),
-        }
-        results[NUM_GRADIENT_STEPS] = self._num_gradient_steps
-        return results
+            with self.metrics.log_time((TIMERS, EVALUATION_ITERATION_TIMER)):
+                self.evaluate_in_simulator()
+        # Every iteration, so the keys Tune's scheduler reads are always there.
+        self.metrics.log_dict(self.evaluation_metrics(), key=EVALUATION_RESULTS, reduce="item")
 
     # --- evaluation ----------------------------------------------------------------------
 

@@ -11,8 +11,10 @@ takes the task's default from the spec's per-task table (``DiffCPSSettings.for_t
         .evaluation(eval_interval=50, eval_episodes=10)
 
 is hopper's table row with kappa and lambda_clip changed. ``gamma`` is DiffCPS's field
-here (RLlib's own learners are not used); learning rates are ``actor_lr``, ``critic_lr``
-and ``lambda_lr`` (RLlib's ``lr`` is ignored).
+here (RLlib's own learners are not used). RLlib fields that DiffCPS does not read (``lr``,
+``train_batch_size_per_learner``, ``grad_clip``, ...; see ``UNUSED_RLLIB_FIELDS``) make
+``validate()`` fail with a sentence naming the DiffCPS field to set instead: learning
+rates are ``actor_lr``, ``critic_lr`` and ``lambda_lr``, the batch is ``batch_size``.
 
 ``batch_size`` is per learner: with ``num_learners=N`` each learner draws ``batch_size``
 rows from its own disjoint share and gradients are averaged, so one gradient step sees
@@ -22,6 +24,7 @@ rows from its own disjoint share and gradients are averaged, so one gradient ste
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,37 @@ from diffcps_ray.errors import ConfigError
 
 # The DiffCPS fields, read off the dataclass (never retyped here).
 DIFFCPS_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DiffCPSSettings))
+
+UNUSED_RLLIB_FIELDS: dict[str, tuple[str, str]] = {
+    # RLlib field: (the attribute holding it, what to set instead).
+    "lr": ("lr", "actor_lr, critic_lr and lambda_lr in config.training()"),
+    "train_batch_size_per_learner": (
+        "_train_batch_size_per_learner", "batch_size (rows per gradient step on each "
+        "learner) in config.training()"),
+    "train_batch_size": ("train_batch_size", "batch_size in config.training()"),
+    "minibatch_size": ("minibatch_size", "batch_size in config.training()"),
+    "grad_clip": ("grad_clip", "grad_norm (each optimiser's gradient-norm limit) in "
+                  "config.training()"),
+    "grad_clip_by": ("grad_clip_by", "grad_norm (each optimiser's global gradient norm) in "
+                     "config.training()"),
+    "dataset_num_iters_per_learner": (
+        "dataset_num_iters_per_learner", "gradient_steps_per_iteration in config.training()"),
+    "evaluation_interval": ("evaluation_interval", "eval_interval in config.evaluation()"),
+    "evaluation_duration": ("evaluation_duration", "eval_episodes in config.evaluation()"),
+    "evaluation_num_env_runners": (
+        "evaluation_num_env_runners", "eval_num_envs (simulators stepped together in the "
+        "Algorithm's process) in config.evaluation()"),
+    "num_env_runners": ("num_env_runners", "num_learners in config.learners() to train on "
+                        "more processes (DiffCPS samples its data, not env runners)"),
+}  # fmt: skip
+"""RLlib config fields that DiffCPS never reads. Set to anything but RLlib's default, they
+make ``validate()`` fail rather than be silently ignored."""
+
+
+@functools.cache
+def _rllib_defaults() -> dict[str, Any]:
+    defaults = AlgorithmConfig()
+    return {attr: getattr(defaults, attr) for attr, _ in UNUSED_RLLIB_FIELDS.values()}
 
 
 class DiffCPSConfig(AlgorithmConfig):
@@ -209,6 +243,7 @@ class DiffCPSConfig(AlgorithmConfig):
     def _validate_diffcps(self) -> None:
         if not self._validate_config:
             return
+        self._reject_unused_rllib_fields()
         spec = self.task_spec  # unknown task -> UnknownTaskError naming close matches
         if self.observation_space is None or self.action_space is None:
             self._set_spaces_from_task()
@@ -233,11 +268,16 @@ class DiffCPSConfig(AlgorithmConfig):
             self._check_positive_int("eval_interval", self.eval_interval, allow_zero=True)
         if self.eval_num_envs is not None:
             self._check_positive_int("eval_num_envs", self.eval_num_envs)
-        if self.evaluation_interval:
-            raise ConfigError(
-                "RLlib's env-runner evaluation (evaluation_interval) is not used by DiffCPS: "
-                "set config.evaluation(eval_interval=N) instead."
-            )
+
+    def _reject_unused_rllib_fields(self) -> None:
+        defaults = _rllib_defaults()
+        for name, (attr, instead) in UNUSED_RLLIB_FIELDS.items():
+            value = getattr(self, attr)
+            if value != defaults[attr]:
+                raise ConfigError(
+                    f"DiffCPS does not use RLlib's {name} (set to {value!r}): set {instead} "
+                    "instead."
+                )
 
     @staticmethod
     def _check_positive_int(name: str, value: Any, allow_zero: bool = False) -> None:

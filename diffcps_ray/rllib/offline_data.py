@@ -1,7 +1,7 @@
 """How a task's Parquet shards reach the learners: Ray Data reads and splits, once.
 
 RLlib's default OfflineData maps every batch through OfflinePreLearner (an episode per
-row, about 5 ms per 256-row batch on a small CPU, design.md), which would cost more than
+row, about 5 ms per 256-row batch on a small CPU, docs/performance.md), which would cost more than
 the gradient step itself. DiffCPS samples uniformly with replacement from a fixed data
 set, so each learner only needs its share of the rows resident in memory once:
 

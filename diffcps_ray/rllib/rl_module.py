@@ -31,7 +31,7 @@ SEED_KEY = "diffcps_seed"
 
 # (online network, target network) attribute pairs the agent keeps; the online critic and
 # the EMA actor are training-only (evaluation samples from the online actor and scores
-# with the target critics, algorithm-spec.md "Evaluation action").
+# with the target critics, docs/method.md "Evaluation action").
 _TARGET_PAIRS = (("critic", "critic_target"), ("actor", "ema_actor"))
 _TRAINING_ONLY = ("critic", "ema_actor")
 

@@ -1,8 +1,8 @@
-"""Sweep suites: diffcps_ray/tune_configs/<suite>.yaml (and ablations/<name>.yaml) read and validated.
+"""Sweep suites: diffcps_ray/tune_configs/<suite>.yaml (and ablations/<name>.yaml), validated.
 
 A suite names its tasks, where their data comes from, the search space over kappa and
 lambda_clip per task, and three budgets (smoke, demo, paper). Per-task base settings are
-not retyped here: they come from ``DiffCPSSettings.for_task`` (algorithm-spec.md's table);
+not retyped here: they come from ``DiffCPSSettings.for_task`` (the table in docs/method.md);
 the YAML only holds overrides on top of them.
 
 Search ranges are log-uniform. A range may be written absolutely (``low``/``high``) or
@@ -18,12 +18,15 @@ An ablation file (``ablations/*.yaml``) names a ``base`` suite (tasks, data, bud
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
+import pydantic
 import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from diffcps_ray.errors import ConfigError
 
@@ -60,32 +63,69 @@ class SearchRange:
         return float(value)
 
 
-@dataclass(frozen=True)
+# The file's own types are pydantic dataclasses: the YAML is checked against their fields
+# (scalars as YAML wrote them, no "5" for 5; unknown keys rejected); load_suite turns the
+# first error into one sentence naming the file, the key and the allowed values.
+_FILE = ConfigDict(extra="forbid")
+Int = Annotated[int, Field(strict=True)]
+Real = Annotated[float, Field(strict=True)]  # an int is a number too
+Count = Annotated[Int, Field(ge=1)]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=_FILE)
 class PhaseBudget:
     """Length and evaluation protocol of the trials of one phase."""
 
-    iterations: int
-    steps_per_iteration: int
-    eval_interval: int
-    eval_episodes: int
+    iterations: Count
+    steps_per_iteration: Count
+    eval_interval: Count
+    eval_episodes: Count
 
     @property
     def gradient_steps(self) -> int:
         return self.iterations * self.steps_per_iteration
 
+    @model_validator(mode="after")
+    def _last_iteration_is_evaluated(self) -> PhaseBudget:
+        if self.iterations % self.eval_interval:
+            raise ValueError(
+                f"iterations ({self.iterations}) must be a multiple of eval_interval "
+                f"({self.eval_interval}) so that the last iteration is evaluated"
+            )
+        return self
 
-@dataclass(frozen=True)
+
+@pydantic.dataclasses.dataclass(frozen=True, config=_FILE)
 class Budget:
-    """One named budget: search size, ASHA rungs, both phases' lengths, seeds, data size."""
+    """One named budget: search size, ASHA rungs, both phases' lengths, seeds, data size.
 
-    name: str
-    num_samples: int
-    grace_period: int
-    reduction_factor: int
+    A new per-budget setting is one more field here (with a default, so that older suite
+    files still load).
+    """
+
+    num_samples: Count
+    grace_period: Count
+    reduction_factor: Annotated[Int, Field(ge=2)]
     search: PhaseBudget
     confirm: PhaseBudget
-    seeds: int
-    transitions: int | None = None  # generated suites: transitions per task
+    seeds: Count
+    transitions: Count | None = None  # generated suites: transitions per task
+    name: str = ""  # the budget's key in the file (set by the loader)
+
+    @model_validator(mode="after")
+    def _rungs_fit_the_search(self) -> Budget:
+        if self.grace_period > self.search.iterations:
+            raise ValueError(
+                f"grace_period ({self.grace_period}) exceeds the search phase's "
+                f"{self.search.iterations} iterations"
+            )
+        if self.grace_period % self.search.eval_interval:
+            # ASHA compares scores at its rungs; between evaluations the score is stale.
+            raise ValueError(
+                f"grace_period ({self.grace_period}) must be a multiple of the search "
+                f"phase's eval_interval ({self.search.eval_interval})"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -177,7 +217,9 @@ def load_suite(name: str, base_override: str | None = None) -> Suite:
         raise ConfigError(f"{path} must hold a mapping at the top level.")
     where = str(path)
     if "grid" in raw:
-        base_name = base_override or _require(raw, "base", str, where)
+        base_name = base_override or raw.get("base")
+        if not isinstance(base_name, str):
+            raise ConfigError(f"{where}: an ablation needs 'base', the name of a suite.")
         if base_name == name:
             raise ConfigError(f"{where}: an ablation cannot be its own base.")
         base = load_suite(base_name)
@@ -192,118 +234,187 @@ def load_suite(name: str, base_override: str | None = None) -> Suite:
 # --- parsing -------------------------------------------------------------------------------
 
 
-def _require(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in raw:
-        raise ConfigError(f"{where}: missing key {key!r}.")
-    value = raw[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ConfigError(f"{where}: {key!r} has the wrong type ({type(value).__name__}).")
-    return value
+@pydantic.dataclasses.dataclass(config=_FILE)
+class _RangeFile:
+    low: Annotated[Real, Field(gt=0)] | None = None
+    high: Annotated[Real, Field(gt=0)] | None = None
+    factor: Real | None = None
+    zero_floor: Annotated[bool, Field(strict=True)] = False
 
 
-def _check_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(raw) - allowed)
-    if extra:
+_Ranges = dict[Literal[SEARCHED], _RangeFile]
+
+
+@pydantic.dataclasses.dataclass(config=_FILE)
+class _TaskFile:
+    overrides: dict[str, Any] = field(default_factory=dict)
+    search: _Ranges = field(default_factory=dict)
+    behaviour_score: Real | None = None
+
+
+@pydantic.dataclasses.dataclass(config=_FILE)
+class _DataFile:
+    source: Literal[DATA_SOURCES]
+    seed: Int = 0
+
+
+@pydantic.dataclasses.dataclass(config=_FILE)
+class _BudgetsFile:
+    smoke: Budget
+    demo: Budget
+    paper: Budget
+
+
+@pydantic.dataclasses.dataclass(config=_FILE)
+class _SuiteFile:
+    suite: str
+    data: _DataFile
+    tasks: Annotated[dict[str, _TaskFile | None], Field(min_length=1)]
+    budgets: _BudgetsFile
+    search: _Ranges = field(default_factory=dict)
+    description: str = ""
+
+
+@pydantic.dataclasses.dataclass(config=_FILE)
+class _AblationFile:
+    suite: str
+    base: str
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]]
+    tasks: list[str] | None = None
+    seeds: Count | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_setting(self) -> _AblationFile:
+        if len(self.grid) != 1:
+            raise ValueError(f"'grid' must vary exactly one setting, not {len(self.grid)}")
+        return self
+
+
+def _read(kind: type, raw: dict[str, Any], path: Path) -> Any:
+    """``raw`` checked against the file type ``kind``; its name must match the file's."""
+    try:
+        parsed = TypeAdapter(kind).validate_python(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {_sentence(kind, error)}.") from None
+    if parsed.suite != path.stem:
         raise ConfigError(
-            f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})."
+            f"{path}: 'suite' is {parsed.suite!r} but the file is named {path.stem!r}."
         )
+    return parsed
 
 
-def _positive_int(raw: dict[str, Any], key: str, where: str) -> int:
-    value = _require(raw, key, int, where)
-    if value < 1:
-        raise ConfigError(f"{where}: {key!r} must be at least 1, got {value}.")
-    return value
+_KINDS = {
+    "int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
+    "dict": "a mapping", "dataclass": "a mapping", "list": "a list",
+}  # fmt: skip
 
 
-def _suite_name(raw: dict[str, Any], path: Path, keys: set[str]) -> str:
-    """The file's 'suite' after checking its top-level keys; it must match the file name."""
-    _check_keys(raw, keys, str(path))
-    name = _require(raw, "suite", str, str(path))
-    if name != path.stem:
-        raise ConfigError(f"{path}: 'suite' is {name!r} but the file is named {path.stem!r}.")
-    return name
+def _sentence(kind: type, error: ValidationError) -> str:
+    """The first error as 'KEY must be ALLOWED, got VALUE' (KEY dotted from the top)."""
+    detail = error.errors()[0]
+    loc = [str(part) for part in detail["loc"]]
+    key, where = ".".join(loc), " in " + ".".join(loc[:-1]) if len(loc) > 1 else ""
+    code, ctx, value = detail["type"], detail.get("ctx") or {}, detail.get("input")
+    if code in ("extra_forbidden", "unexpected_keyword_argument"):
+        allowed = ", ".join(sorted(_field_names(kind, detail["loc"][:-1])))
+        return f"unknown key {loc[-1]!r}{where} (allowed: {allowed})"
+    if code == "missing":
+        return f"missing key {loc[-1]!r}{where}"
+    if loc and loc[-1] == "[key]":  # a dict key outside a Literal
+        where = " in " + ".".join(loc[:-2]) if len(loc) > 2 else ""
+        return f"unknown key {loc[-2]!r}{where} (allowed: {ctx.get('expected')})"
+    if code == "value_error":  # a cross-field check above: its own sentence
+        return f"{key}: {ctx['error']}" if loc else str(ctx["error"])
+    allowed = {
+        "greater_than_equal": f"at least {ctx.get('ge')}",
+        "greater_than": f"greater than {ctx.get('gt')}",
+        "literal_error": f"one of {ctx.get('expected')}",
+        "too_short": "non-empty",
+    }.get(code) or _KINDS.get(code.split("_")[0], detail["msg"].removeprefix("Input should be "))
+    return f"{key} must be {allowed}, got {value!r}"
+
+
+def _field_names(kind: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys a file type takes at ``loc`` (followed through fields and dict values)."""
+    for part in (*loc, None):
+        while get_origin(kind) is Annotated or type(None) in get_args(kind):
+            kind = next(a for a in get_args(kind) if a is not type(None))
+        if get_origin(kind) is dict:
+            kind = get_args(kind)[1]
+        elif part is not None and dataclasses.is_dataclass(kind):
+            kind = get_type_hints(kind, include_extras=True)[part]
+    return [f.name for f in dataclasses.fields(kind) if f.name != "name"]
 
 
 def _load_suite(raw: dict[str, Any], path: Path) -> Suite:
     where = str(path)
-    name = _suite_name(raw, path, {"suite", "description", "data", "tasks", "search", "budgets"})
-    data = _require(raw, "data", dict, where)
-    _check_keys(data, {"source", "seed"}, f"{where} data")
-    source = _require(data, "source", str, f"{where} data")
-    if source not in DATA_SOURCES:
-        raise ConfigError(f"{where}: data source must be one of {DATA_SOURCES}, got {source!r}.")
-    default_search = raw.get("search", {})
-    tasks_raw = _require(raw, "tasks", dict, where)
-    if not tasks_raw:
-        raise ConfigError(f"{where}: 'tasks' is empty.")
+    parsed: _SuiteFile = _read(_SuiteFile, raw, path)
     tasks = {
-        task: _load_task(task, entry or {}, default_search, f"{where} task {task}")
-        for task, entry in tasks_raw.items()
+        task: _load_task(task, entry or _TaskFile(), parsed.search, f"{where} task {task}")
+        for task, entry in parsed.tasks.items()
     }
-    budgets_raw = _require(raw, "budgets", dict, where)
-    budgets = {
-        b: _load_budget(b, budgets_raw.get(b), f"{where} budget {b}", source) for b in BUDGETS
-    }
+    budgets = {}
+    for name in BUDGETS:
+        budget = getattr(parsed.budgets, name)
+        if budget.name:
+            raise ConfigError(f"{where}: unknown key 'name' in budgets.{name} (a budget is "
+                              "named by its key).")  # fmt: skip
+        budget = dataclasses.replace(budget, name=name)
+        if parsed.data.source == "generate" and budget.transitions is None:
+            raise ConfigError(
+                f"{where}: budgets.{name} needs 'transitions' (a generated suite's data size)."
+            )
+        budgets[name] = budget
     return Suite(
-        name=name,
-        description=str(raw.get("description", "")).strip(),
+        name=parsed.suite,
+        description=parsed.description.strip(),
         path=path,
-        data_source=source,
-        data_seed=int(data.get("seed", 0)),
+        data_source=parsed.data.source,
+        data_seed=parsed.data.seed,
         tasks=tasks,
         budgets=budgets,
     )
 
 
-def _load_task(
-    task: str, raw: dict[str, Any], default_search: dict[str, Any], where: str
-) -> TaskEntry:
+def _load_task(task: str, raw: _TaskFile, default_search: _Ranges, where: str) -> TaskEntry:
     from diffcps_ray.envs.tasks import get_task
 
     get_task(task)  # unknown names fail here with close matches
-    _check_keys(raw, {"overrides", "search", "behaviour_score"}, where)
-    overrides = dict(raw.get("overrides") or {})
     for key in SEARCHED:
-        if key in overrides:
+        if key in raw.overrides:
             raise ConfigError(f"{where}: {key!r} is searched; set its range under 'search'.")
-    settings = base_settings(task, overrides, where)
-    search_raw = {**default_search, **(raw.get("search") or {})}
-    _check_keys(search_raw, set(SEARCHED), f"{where} search")
+    settings = base_settings(task, raw.overrides, where)
+    ranges = {**default_search, **raw.search}
     search = {}
     for key in SEARCHED:
-        if key not in search_raw:
+        if key not in ranges:
             raise ConfigError(f"{where}: no search range for {key!r}.")
-        search[key] = _load_range(key, search_raw[key], paper_value(settings, key), where)
-    behaviour = raw.get("behaviour_score")
+        search[key] = _search_range(key, ranges[key], paper_value(settings, key), where)
     return TaskEntry(
         name=task,
-        overrides=overrides,
+        overrides=dict(raw.overrides),
         search=search,
-        behaviour_score=None if behaviour is None else float(behaviour),
+        behaviour_score=raw.behaviour_score,
     )
 
 
-def _load_range(key: str, raw: Any, paper: float, where: str) -> SearchRange:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: the range for {key!r} must be a mapping.")
-    _check_keys(raw, {"low", "high", "factor", "zero_floor"}, f"{where} {key}")
-    zero_floor = bool(raw.get("zero_floor", False))
-    if "factor" in raw:
-        factor = float(raw["factor"])
-        if factor <= 1.0 or paper <= 0.0:
+def _search_range(key: str, raw: _RangeFile, paper: float, where: str) -> SearchRange:
+    if raw.factor is not None:
+        if raw.factor <= 1.0 or paper <= 0.0:
             raise ConfigError(
                 f"{where}: {key!r} 'factor' needs a factor above 1 and a positive paper "
-                f"value (got factor {factor}, paper {paper}); give 'low' and 'high' instead."
+                f"value (got factor {raw.factor}, paper {paper}); give 'low' and 'high' "
+                "instead."
             )
-        low, high = paper / factor, paper * factor
+        low, high = paper / raw.factor, paper * raw.factor
+    elif raw.low is None or raw.high is None:
+        raise ConfigError(f"{where}: {key!r} needs 'low' and 'high', or 'factor'.")
     else:
-        if "low" not in raw or "high" not in raw:
-            raise ConfigError(f"{where}: {key!r} needs 'low' and 'high', or 'factor'.")
-        low, high = float(raw["low"]), float(raw["high"])
+        low, high = raw.low, raw.high
     if not (0.0 < low < high and math.isfinite(high)):
         raise ConfigError(f"{where}: {key!r} needs 0 < low < high, got {low} and {high}.")
-    search_range = SearchRange(key, low, high, paper, zero_floor)
+    search_range = SearchRange(key, low, high, paper, raw.zero_floor)
     first = search_range.first_point
     if not low * (1 - 1e-9) <= first <= high * (1 + 1e-9):
         raise ConfigError(
@@ -313,99 +424,33 @@ def _load_range(key: str, raw: Any, paper: float, where: str) -> SearchRange:
     return search_range
 
 
-def _load_phase(raw: Any, where: str) -> PhaseBudget:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a mapping.")
-    _check_keys(raw, {"iterations", "steps_per_iteration", "eval_interval", "eval_episodes"}, where)
-    phase = PhaseBudget(
-        iterations=_positive_int(raw, "iterations", where),
-        steps_per_iteration=_positive_int(raw, "steps_per_iteration", where),
-        eval_interval=_positive_int(raw, "eval_interval", where),
-        eval_episodes=_positive_int(raw, "eval_episodes", where),
-    )
-    if phase.iterations % phase.eval_interval:
-        raise ConfigError(
-            f"{where}: iterations ({phase.iterations}) must be a multiple of eval_interval "
-            f"({phase.eval_interval}) so that the last iteration is evaluated."
-        )
-    return phase
-
-
-def _load_budget(name: str, raw: Any, where: str, source: str) -> Budget:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: missing (every suite defines {', '.join(BUDGETS)}).")
-    _check_keys(
-        raw,
-        {"num_samples", "grace_period", "reduction_factor", "search", "confirm", "seeds",
-         "transitions"},
-        where,
-    )
-    search = _load_phase(raw.get("search"), f"{where} search")
-    budget = Budget(
-        name=name,
-        num_samples=_positive_int(raw, "num_samples", where),
-        grace_period=_positive_int(raw, "grace_period", where),
-        reduction_factor=_positive_int(raw, "reduction_factor", where),
-        search=search,
-        confirm=_load_phase(raw.get("confirm"), f"{where} confirm"),
-        seeds=_positive_int(raw, "seeds", where),
-        transitions=_positive_int(raw, "transitions", where) if "transitions" in raw else None,
-    )
-    if budget.reduction_factor < 2:
-        raise ConfigError(f"{where}: 'reduction_factor' must be at least 2.")
-    if budget.grace_period > search.iterations:
-        raise ConfigError(
-            f"{where}: grace_period ({budget.grace_period}) exceeds the search phase's "
-            f"{search.iterations} iterations."
-        )
-    if budget.grace_period % search.eval_interval:
-        # ASHA compares scores at its rungs; between evaluations the score is stale.
-        raise ConfigError(
-            f"{where}: grace_period ({budget.grace_period}) must be a multiple of the search "
-            f"phase's eval_interval ({search.eval_interval})."
-        )
-    if source == "generate" and budget.transitions is None:
-        raise ConfigError(f"{where}: a generated suite needs 'transitions' per budget.")
-    return budget
-
-
 def _load_ablation(raw: dict[str, Any], path: Path, base: Suite, rebased: bool) -> Suite:
     where = str(path)
-    name = _suite_name(raw, path, {"suite", "description", "base", "tasks", "grid", "seeds"})
-    grid_raw = _require(raw, "grid", dict, where)
-    if len(grid_raw) != 1:
-        raise ConfigError(f"{where}: 'grid' must vary exactly one setting.")
-    grid: dict[str, list[Any]] = {}
-    for key, values in grid_raw.items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: grid values for {key!r} must be a non-empty list.")
-        grid[key] = values
+    parsed: _AblationFile = _read(_AblationFile, raw, path)
     # A re-based ablation runs on all of its new base's tasks (the listed ones are the
     # paper's, of the original base).
-    names = None if rebased else raw.get("tasks")
-    tasks = base.select_tasks(list(names) if names else None)
+    tasks = base.select_tasks(None if rebased else parsed.tasks)
     for task in tasks:
-        for key, values in grid.items():
+        for key, values in parsed.grid.items():
             if key in SEARCHED:
                 continue
             for value in values:
                 base_settings(task.name, {**task.overrides, key: value}, f"{where} grid")
-    seeds = raw.get("seeds")
     return Suite(
-        name=name,
-        description=str(raw.get("description", "")).strip(),
+        name=parsed.suite,
+        description=parsed.description.strip(),
         path=path,
         data_source=base.data_source,
         data_seed=base.data_seed,
         tasks={t.name: t for t in tasks},
         budgets=base.budgets,
-        grid=grid,
+        grid=dict(parsed.grid),
         base=base.name,
-        ablation_seeds=int(seeds) if seeds is not None else None,
+        ablation_seeds=parsed.seeds,
     )
 
 
-# --- per-task settings (algorithm-spec.md's table lives in diffcps_ray.algorithm) -----------
+# --- per-task settings (docs/method.md's table lives in diffcps_ray.algorithm) --------------
 
 # Our names for the searched settings -> DiffCPSSettings field names.
 SETTINGS_FIELDS = {"kappa": "kappa", "lambda_clip": "lambda_clip"}

@@ -44,9 +44,10 @@ from diffcps_ray.tune.suites import METRIC, Budget, PhaseBudget, Suite, TaskEntr
 MODE = "max"
 SEARCH_SEED = 0  # every search trial trains with this seed; confirmation uses 1..N
 MAX_FAILURES = 2  # retries per trial (worker death, node loss) from its last checkpoint
-# rllib-notes.md: about 2.3-2.6 GB of RAM per DiffCPS Algorithm across Ray's processes.
+# docs/performance.md: about 2.3-2.6 GB of RAM per DiffCPS Algorithm across Ray's processes.
 MEMORY_PER_TRIAL = 2.6e9
-RESOURCES_REFRESH_S = 10.0  # how often the trial limit looks at the cluster's size again
+RESOURCES_REFRESH_S = 10.0
+MAX_PENDING_TRIALS = 1000  # how often the trial limit looks at the cluster's size again
 
 
 @dataclass
@@ -327,7 +328,7 @@ def _one_line(error: BaseException) -> str:
 
 SELECTION_MARGIN_SE = 2.0
 """A searched config replaces the paper's only if it scores this many standard errors of
-the difference above it: with 10 evaluation episodes (+-12 points, pointmaze-notes.md),
+the difference above it: with 10 evaluation episodes (+-12 points, docs/pointmaze.md),
 picking the top score alone is a coin flip between close trials."""
 
 
@@ -474,6 +475,12 @@ class Sweep:
 
         for key, value in tune_env().items():
             os.environ.setdefault(key, value)
+        # Tune lets a custom searcher have one pending trial at a time, so a cluster would
+        # fill one placement group after another; the plan's own limit bounds live trials.
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(MAX_PENDING_TRIALS))
+        if self.manifest.get("status") == "done":
+            self.log(f"[sweep] {self.store.uri} finished earlier; nothing to run.")
+            return self.manifest
         self.manifest["options"] = asdict(self.opts)
         self.manifest["status"] = "running"
         self._record_phases()
