@@ -86,8 +86,8 @@ def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "diffcps_ray.tune", "--suite", "pointmaze", "--budget", "smoke",
-         "--storage", str(tmp / "runs"), "--name", "x", "--data-root", str(tmp / "data"),
-         "--logger", "tensorboard"],
+         "--tasks", "pointmaze-umaze", "--storage", str(tmp / "runs"), "--name", "x",
+         "--data-root", str(tmp / "data"), "--logger", "tensorboard"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
