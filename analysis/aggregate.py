@@ -44,7 +44,7 @@ from analysis.stats import (
     select_table_runs,
     summarize_runs,
 )
-from diffcps_ray.cli import run_main
+from diffcps_ray.cli import PlainArgumentParser, non_negative_int, positive_int, run_main
 from diffcps_ray.errors import DiffCPSError
 from diffcps_ray.results import metric_value, score_summary
 
@@ -642,16 +642,18 @@ def aggregate(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = PlainArgumentParser(
         prog="python -m analysis.aggregate",
         description="Turn a diffcps_ray.tune experiment into tables, figures and report.md.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (STORAGE/NAME)")
     parser.add_argument("--out", default=None, help="output directory (default RUN_DIR/analysis)")
-    parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
+    parser.add_argument("--reps", type=positive_int, default=DEFAULT_REPS, metavar="N",
                         help=f"bootstrap resamples for the IQM CIs (default {DEFAULT_REPS})")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--rollout-episodes", type=int, default=DEFAULT_ROLLOUT_EPISODES,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="bootstrap seed (default 0)")
+    parser.add_argument("--rollout-episodes", type=non_negative_int,
+                        default=DEFAULT_ROLLOUT_EPISODES,
                         help="episodes drawn per maze task in figures/rollouts_<task>.png "
                              f"(default {DEFAULT_ROLLOUT_EPISODES}; 0: no rollout figures)")
     return parser
@@ -659,8 +661,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.reps < 1:
-        raise DiffCPSError(f"--reps must be a positive number of resamples, not {args.reps}.")
     out = Path(args.out) if args.out else Path(args.run_dir) / "analysis"
     if args.rollout_episodes < 0:
         raise DiffCPSError(f"--rollout-episodes must be 0 or more, not {args.rollout_episodes}.")

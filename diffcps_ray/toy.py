@@ -62,7 +62,14 @@ from torch import nn
 from diffcps_ray.algorithm import DiffCPSAgent, DiffCPSSettings
 from diffcps_ray.algorithm.diffusion import diffusion_loss
 from diffcps_ray.algorithm.update import policy_step_due
-from diffcps_ray.cli import PlainArgumentParser, run_main
+from diffcps_ray.cli import (
+    PlainArgumentParser,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+)
 from diffcps_ray.errors import ConfigError
 from diffcps_ray.runtime import set_torch_threads
 
@@ -535,19 +542,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m diffcps_ray.toy",
         description="The paper's toy bandit: DiffCPS vs AWR vs diffusion BC on a noisy ring.",
     )
-    parser.add_argument("--steps", type=int, default=20_000, help="gradient steps per method")
-    parser.add_argument(
-        "--T", type=int, nargs="+", default=[5, 15, 20], help="diffusion step counts"
-    )
-    parser.add_argument("--noise", type=float, default=0.05, help="std of the ring noise")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("results/toy"), help="output directory")
-    parser.add_argument("--samples", type=int, default=1000, help="actions sampled per policy")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--num-points", type=int, default=5000, help="size of the data set")
-    parser.add_argument("--log-every", type=int, default=2000, help="progress line interval")
-    parser.add_argument("--awr-lr", type=float, default=3e-4)
-    parser.add_argument("--awr-beta", type=float, default=1.0, help="AWR temperature")
+    parser.add_argument("--steps", type=positive_int, default=20_000,
+                        help="gradient steps (minibatch updates) per method and T "
+                             "(default 20000)")
+    parser.add_argument("--T", type=positive_int, nargs="+", default=[5, 15, 20],
+                        help="diffusion step counts, one DiffCPS and one diffusion-BC run "
+                             "each (default 5 15 20)")
+    parser.add_argument("--noise", type=non_negative_float, default=0.05,
+                        help="standard deviation of the ring noise (default 0.05)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the data and every run (default 0)")
+    parser.add_argument("--out", type=Path, default=Path("results/toy"),
+                        help="output directory for scores.json and toy.png "
+                             "(default results/toy)")
+    parser.add_argument("--samples", type=positive_int, default=1000,
+                        help="actions sampled per policy for the scores (default 1000)")
+    parser.add_argument("--batch-size", type=positive_int, default=256,
+                        help="minibatch size (default 256)")
+    parser.add_argument("--num-points", type=positive_int, default=5000,
+                        help="actions in the data set (default 5000)")
+    parser.add_argument("--log-every", type=positive_int, default=2000,
+                        help="a progress line every this many steps (default 2000)")
+    parser.add_argument("--awr-lr", type=positive_float, default=3e-4,
+                        help="AWR learning rate (default 3e-4)")
+    parser.add_argument("--awr-beta", type=positive_float, default=1.0,
+                        help="AWR temperature (default 1)")
     return parser
 
 

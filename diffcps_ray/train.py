@@ -44,22 +44,35 @@ RUN_SETTINGS = ("gradient_steps_per_iteration", "eval_interval", "eval_num_envs"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = PlainArgumentParser(
-        prog="python -m diffcps_ray.train", description=__doc__.split("\n")[0]
+        prog="python -m diffcps_ray.train",
+        description=(
+            "Train DiffCPS on one task through RLlib: an RLlib checkpoint, progress.jsonl and "
+            "summary.json land in --out. One iteration is gradient_steps_per_iteration "
+            "gradient steps (default 1000, one of the authors' epochs)."
+        ),
     )
     parser.add_argument("--task", required=True, help="task name, e.g. hopper-medium-v2")
-    parser.add_argument("--data-root", required=True, type=Path, help="DATA_ROOT with <task>/")
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--data-root", required=True, type=Path, metavar="DATA_ROOT",
+                        help="directory of task data, with the task's shards in DATA_ROOT/<task>")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output directory (checkpoint, progress.jsonl, summary.json)")
     parser.add_argument("--iterations", type=positive_int, default=None,
                         help="training iterations (default: the task's epochs, "
                              "2000 locomotion / 1000 AntMaze)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="a DiffCPS or run setting (repeatable)")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+                        metavar="KEY=VALUE",
+                        help="a DiffCPS setting (kappa, lambda_clip, batch_size, ...) or "
+                             "gradient_steps_per_iteration, eval_interval, eval_episodes, "
+                             "eval_num_envs, eval_seed (repeatable)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the networks, minibatches and evaluation (default 0)")
     parser.add_argument("--num-learners", type=non_negative_int, default=0,
                         help="0: one learner in this process (default); N: N learner actors")
-    parser.add_argument("--gpus-per-learner", type=non_negative_float, default=0.0,
-                        help="GPUs per learner (with --num-learners 0: the local learner's)")
-    parser.add_argument("--address", default=None, help="an existing Ray cluster to join")
+    parser.add_argument("--gpus-per-learner", type=non_negative_float, default=0.0, metavar="GPUS",
+                        help="GPUs for each learner, fractions allowed (default 0); with "
+                             "--num-learners 0, the one learner in this process")
+    parser.add_argument("--address", default=None,
+                        help="join this Ray cluster (e.g. auto or HOST:6379); default local")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch threads per process (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no per-iteration lines")
@@ -132,18 +145,22 @@ def init_ray(address: str | None, threads: int) -> bool:
     """Start (or join) Ray; True when this process started it."""
     import ray
 
+    # The sweep's quiet start-up settings (token authentication, worker start-up).
+    from diffcps_ray.tune.reporting import ray_init_settings, worker_env
+
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": thread_env(threads)}
+    runtime_env = {"env_vars": {**thread_env(threads), **worker_env()}}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=address, runtime_env=runtime_env, **ray_init_settings(address))
     else:
         # A fresh local instance ("local": never attach to a cluster someone else started
         # with `ray start` on this machine). Two logical CPUs more than cores: Ray Data's
         # read tasks must fit beside the learner(s), or a 2-core machine deadlocks
         # (docs/performance.md).
-        ray.init(address="local", num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False,
-                 log_to_driver=False, runtime_env=runtime_env)
+        num_cpus = (os.cpu_count() or 2) + 2
+        ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env,
+                 **ray_init_settings(None, num_cpus))
     return True
 
 

@@ -75,6 +75,7 @@ def test_expert_is_batched() -> None:
 def test_reference_scores_command(tmp_path, capsys) -> None:
     import json
 
+    from diffcps_ray.cli import run_main
     from diffcps_ray.envs import reference_scores
 
     out = tmp_path / "scores.json"
@@ -84,8 +85,9 @@ def test_reference_scores_command(tmp_path, capsys) -> None:
     for entry in table["tasks"].values():
         assert entry["expert_success_rate"] == 1.0
         assert entry["ref_max_score"] > entry["ref_min_score"]
-    assert reference_scores.main(["--episodes", "0", "--out", str(out)]) == 2
-    assert "at least 1" in capsys.readouterr().err
+    capsys.readouterr()
+    assert run_main(reference_scores.main, ["--episodes", "0", "--out", str(out)]) == 2
+    assert "expected at least 1, got 0" in capsys.readouterr().err
 
 
 # --- the generated data's behaviour policy (data/generate.py) -----------------------------

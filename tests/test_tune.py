@@ -218,7 +218,10 @@ def test_missing_d4rl_data_stops_before_ray_with_one_sentence(tmp_path: Path) ->
 def test_bad_flag_values_are_one_sentence(tmp_path: Path) -> None:
     result = _cli("--gpus-per-trial", "-1", home=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: --gpus-per-trial must be 0 or more, got -1.0."
+    assert result.stderr.strip() == (
+        "error: python -m diffcps_ray.tune: argument --gpus-per-learner/--gpus-per-trial: "
+        "expected 0 or more, got -1 (see --help)."
+    )
     result = _cli("--suite", "nope", "--storage", str(tmp_path), home=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: Unknown suite")
 

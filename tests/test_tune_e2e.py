@@ -49,6 +49,8 @@ def test_smoke_sweep_from_the_command_line(tmp_path: Path) -> None:
     for row in manifest["trials"]:
         assert row["status"] in ("TERMINATED", "STOPPED_EARLY"), row
         assert row["score"] is not None
+    # TensorBoard files only with --logger tensorboard (tests/test_tune_reporting.py).
+    assert not list((tmp_path / "runs" / "smoke").glob("*/*/events.out.tfevents.*"))
     # Resuming a finished sweep re-uses its recorded options and runs nothing new.
     again = _tune("--storage", storage, "--name", "smoke", "--resume")
     assert again.returncode == 0, again.stderr[-4000:]

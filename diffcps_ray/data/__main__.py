@@ -1,8 +1,10 @@
 """``python -m diffcps_ray.data {generate,convert,inspect}``.
 
-generate  --task T --out DATA_ROOT [--steps N] [--seed S]      simulate a dataset
-convert   --d4rl FILE.hdf5 | --minari DATASET_ID --task T --out DATA_ROOT
-inspect   DATA_ROOT/<task> [--json]                            summarise a task's shards
+generate  --task T --data-root DATA_ROOT [--steps N] [--seed S]  simulate a dataset
+convert   --d4rl FILE.hdf5 | --minari DATASET_ID --task T --data-root DATA_ROOT
+inspect   DATA_ROOT/<task> [--json]                                summarise a task's shards
+
+``--data-root`` is the flag ``train`` and ``tune`` use too; ``--out`` is kept as its alias.
 
 Bad input ends with one sentence on stderr and exit status 2; nothing is written then.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcps_ray.cli import PlainArgumentParser, positive_int, run_main
+from diffcps_ray.cli import PlainArgumentParser, non_negative_int, positive_int, run_main
 from diffcps_ray.data.schema import DEFAULT_ROWS_PER_SHARD
 
 DEFAULT_GENERATE_STEPS = 200_000
@@ -30,15 +32,20 @@ def _log(message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = PlainArgumentParser(
-        prog="python -m diffcps_ray.data", description=__doc__.split("\n")[0]
+        prog="python -m diffcps_ray.data",
+        description="Make, convert and inspect the Parquet shards DiffCPS trains on.",
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=PlainArgumentParser
+        dest="command", required=True, parser_class=PlainArgumentParser, metavar="COMMAND",
+        help="generate, convert or inspect",
     )
 
     def add_output_flags(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--task", required=True, help="task name, e.g. hopper-medium-v2")
-        sub.add_argument("--out", required=True, type=Path, help="DATA_ROOT")
+        # --out: the old name, kept for scripts; train and tune call this directory --data-root.
+        sub.add_argument("--data-root", "--out", dest="data_root", required=True, type=Path,
+                         metavar="DATA_ROOT",
+                         help="directory of task data; the shards go to DATA_ROOT/<task>")
         sub.add_argument(
             "--rows-per-shard",
             type=positive_int,
@@ -49,19 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
             "--overwrite", action="store_true", help="replace DATA_ROOT/<task> if it exists"
         )
 
-    generate = commands.add_parser("generate", help="simulate a dataset in the real simulator")
+    generate = commands.add_parser(
+        "generate", help="simulate a dataset in the real simulator",
+        description="Simulate a dataset for a generated task (e.g. pointmaze-umaze) in its "
+                    "real simulator and write it as shards.",
+    )
     add_output_flags(generate)
-    generate.add_argument("--steps", type=positive_int, default=DEFAULT_GENERATE_STEPS)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument(
+        "--steps", type=positive_int, default=DEFAULT_GENERATE_STEPS,
+        help=f"simulator steps to record, one transition each (default {DEFAULT_GENERATE_STEPS:,})",
+    )
+    generate.add_argument("--seed", type=non_negative_int, default=0,
+                          help="seed of the simulator and the behaviour policy (default 0)")
 
-    convert = commands.add_parser("convert", help="convert a D4RL HDF5 file or Minari dataset")
+    convert = commands.add_parser(
+        "convert", help="convert a D4RL HDF5 file or Minari dataset",
+        description="Convert a D4RL HDF5 file or a local Minari dataset into shards.",
+    )
     source = convert.add_mutually_exclusive_group(required=True)
-    source.add_argument("--d4rl", type=Path, metavar="FILE.hdf5")
+    source.add_argument("--d4rl", type=Path, metavar="FILE.hdf5", help="a D4RL HDF5 file")
     source.add_argument("--minari", metavar="DATASET_ID", help="local id, or a dataset directory")
     add_output_flags(convert)
 
-    inspect = commands.add_parser("inspect", help="summarise DATA_ROOT/<task>")
-    inspect.add_argument("task_dir", type=Path, metavar="DATA_ROOT/<task>")
+    inspect = commands.add_parser(
+        "inspect", help="summarise DATA_ROOT/<task>",
+        description="Summarise a task's shards: rows, episodes, returns, dimensions.",
+    )
+    inspect.add_argument("task_dir", type=Path, metavar="DATA_ROOT/<task>",
+                         help="a task's directory of shards")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -93,13 +115,13 @@ def _write(
     origin: str,
     start: float,
 ) -> None:
-    """Shards for ``--task`` under ``--out`` (atomically), then one summary line."""
+    """Shards for ``--task`` under ``--data-root`` (atomically), then one summary line."""
     from diffcps_ray.data.shards import write_shards
 
     path = write_shards(
         transitions,
         args.task,
-        args.out,
+        args.data_root,
         source,
         rows_per_shard=args.rows_per_shard,
         overwrite=args.overwrite,
@@ -114,7 +136,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from diffcps_ray.envs.tasks import get_task
 
     get_task(args.task)
-    _check_target(args.out, args.task, args.overwrite)
+    _check_target(args.data_root, args.task, args.overwrite)
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -131,7 +153,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     from diffcps_ray.envs.tasks import get_task
 
     get_task(args.task)
-    _check_target(args.out, args.task, args.overwrite)
+    _check_target(args.data_root, args.task, args.overwrite)
     start = time.perf_counter()
     if args.d4rl is not None:
         from diffcps_ray.data.d4rl import load_d4rl

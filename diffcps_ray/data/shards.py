@@ -63,11 +63,11 @@ def how_to_make(task: str, data_root: str | os.PathLike[str]) -> str:
 
     spec = get_task(task)
     root = str(data_root)
-    generate = f"python -m diffcps_ray.data generate --task {task} --out {root}"
+    generate = f"python -m diffcps_ray.data generate --task {task} --data-root {root}"
     if spec.d4rl_filename:
         convert = (
             f"python -m diffcps_ray.data convert --d4rl ~/.d4rl/datasets/{spec.d4rl_filename}"
-            f" --task {task} --out {root}"
+            f" --task {task} --data-root {root}"
         )
         if spec.minari_id:
             convert += f" (or --minari {spec.minari_id})"

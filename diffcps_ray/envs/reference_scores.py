@@ -14,7 +14,6 @@ normalised score per task (the suites' ``behaviour_score``); it writes nothing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffcps_ray.cli import PlainArgumentParser, non_negative_int, positive_int, run_main
 from diffcps_ray.envs.evaluate import evaluate_policy
 from diffcps_ray.envs.pointmaze import PointMazeExpert
 from diffcps_ray.envs.tasks import REFERENCE_SCORES_PATH, get_task, list_tasks
@@ -71,17 +71,27 @@ def measure_behaviour(task_name: str, episodes: int, seed: int) -> dict[str, flo
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=300, help="episodes per policy")
-    parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--out", type=Path, default=REFERENCE_SCORES_PATH)
+def build_parser() -> PlainArgumentParser:
+    parser = PlainArgumentParser(
+        prog="python -m diffcps_ray.envs.reference_scores",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--episodes", type=positive_int, default=300,
+                        help="episodes per policy (default 300)")
+    parser.add_argument("--seed", type=non_negative_int, default=12345,
+                        help="seed of the episodes and the random policy (default 12345)")
+    parser.add_argument("--out", type=Path, default=REFERENCE_SCORES_PATH,
+                        help="where the table goes (default: the package's "
+                             "reference_scores.json)")
     parser.add_argument("--behaviour", nargs="+", metavar="TASK", default=None,
-                        help="measure the generated data's behaviour policy on these tasks")
-    args = parser.parse_args(argv)
-    if args.episodes < 1:
-        print(f"--episodes must be at least 1, got {args.episodes}.", file=sys.stderr)
-        return 2
+                        help="measure the generated data's behaviour policy on these "
+                             "PointMaze tasks instead (prints, writes nothing)")
+    return parser
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.behaviour:
         pointmaze = list_tasks("pointmaze")
         unknown = [t for t in args.behaviour if t not in pointmaze]
@@ -121,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -24,15 +24,22 @@ from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
-from diffcps_ray.cli import PlainArgumentParser
+from diffcps_ray.cli import (
+    PlainArgumentParser,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from diffcps_ray.errors import ConfigError
 from diffcps_ray.tune.suites import BUDGETS, list_suites, load_suite
 
 DEFAULT_DATA_CPUS = 2.0
+# Tune logger callbacks --logger adds (diffcps_ray.tune.reporting.logger_callbacks).
+LOGGERS = ("tensorboard", "wandb", "mlflow")
 INTERRUPTED_EXIT = 130  # the shell's status for a process ended by SIGINT
 # Defaults of the options a resumed sweep may change (None in the parser: "not given").
 RESUMABLE_DEFAULTS = {"gpus_per_trial": 0.0, "cpus_per_trial": 1.0, "max_concurrent": None,
-                      "data_cpus": DEFAULT_DATA_CPUS, "address": None}
+                      "data_cpus": DEFAULT_DATA_CPUS, "address": None, "loggers": []}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,60 +54,63 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"one of {', '.join(list_suites())} (default: pointmaze)")
     parser.add_argument("--budget", default="demo", choices=BUDGETS,
                         help="smoke (CI, ~1 min), demo (<15 min on 2 cores), paper (authors')")
-    parser.add_argument("--data-root", default="data",
-                        help="where the task shards are (or will be made); default ./data")
+    # --data-root is the flag of `data` and `train` too (`data` keeps --out as an alias).
+    parser.add_argument("--data-root", default="data", metavar="DATA_ROOT",
+                        help="directory of task data, DATA_ROOT/<task> (made if missing); "
+                             "default ./data")
     parser.add_argument("--storage", default="results",
                         help="a directory or a URI Tune accepts (s3://...); default ./results")
     parser.add_argument("--name", default=None,
                         help="experiment name; it lands in STORAGE/NAME (default SUITE-BUDGET)")
     parser.add_argument("--address", default=None,
                         help="join this Ray cluster (e.g. auto or HOST:6379); default local")
-    parser.add_argument("--gpus-per-trial", type=float, default=None,
-                        help="GPUs per trial, fractions allowed (default 0)")
-    parser.add_argument("--cpus-per-trial", type=float, default=None,
-                        help="CPUs per trial (default 1)")
-    parser.add_argument("--num-samples", type=int, default=None,
+    # A trial trains with one learner in its own process: GPUs per trial and per learner
+    # are the same number; the name matches `train --gpus-per-learner`.
+    parser.add_argument("--gpus-per-learner", "--gpus-per-trial", dest="gpus_per_trial",
+                        type=non_negative_float, default=None, metavar="GPUS",
+                        help="GPUs for each trial's learner, fractions allowed (default 0); "
+                             "each trial trains with one learner in its own process, so this "
+                             "is also the trial's GPU share")
+    parser.add_argument("--cpus-per-trial", type=positive_float, default=None, metavar="CPUS",
+                        help="CPUs per trial, fractions allowed (default 1)")
+    parser.add_argument("--num-samples", type=positive_int, default=None, metavar="N",
                         help="search trials per task (default: the budget's)")
-    parser.add_argument("--seeds", type=int, default=None,
+    parser.add_argument("--seeds", type=positive_int, default=None, metavar="N",
                         help="seeds per task in the confirmation phase (default: the budget's)")
-    parser.add_argument("--max-concurrent", type=int, default=None,
+    parser.add_argument("--max-concurrent", type=positive_int, default=None, metavar="N",
                         help="trials at once (default: CPUs left after Ray Data's share)")
-    parser.add_argument("--data-cpus", type=float, default=None,
+    parser.add_argument("--data-cpus", type=non_negative_float, default=None, metavar="CPUS",
                         help="CPUs kept free of trials for Ray Data tasks (default 2)")
     parser.add_argument("--optuna-storage", default=None, metavar="URL",
                         help="keep the Optuna studies in this database (sqlite:///f.db, "
                              "postgresql://...); default: journal files in the experiment")
-    parser.add_argument("--tasks", nargs="+", default=None,
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                         help="run only these tasks of the suite")
     parser.add_argument("--base", default=None,
                         help="ablations only: run on this suite's tasks and budgets instead")
+    parser.add_argument("--logger", dest="loggers", action="append", choices=LOGGERS,
+                        default=None, metavar="{" + ",".join(LOGGERS) + "}",
+                        help="also log every trial's results to tensorboard (event files in "
+                             "each trial's directory), wandb or mlflow (repeatable; on "
+                             "--resume, replaces the recorded ones)")
     parser.add_argument("--resume", action="store_true",
                         help="continue STORAGE/NAME where it stopped (starts it if absent); "
-                             "--address, --gpus-per-trial, --cpus-per-trial, "
-                             "--max-concurrent and --data-cpus may change, the rest is kept")
+                             "--address, --gpus-per-learner, --cpus-per-trial, "
+                             "--max-concurrent, --data-cpus and --logger may change, the rest "
+                             "is kept")
     return parser
-
-
-def _check(args: argparse.Namespace) -> None:
-    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
-        raise ConfigError(f"--gpus-per-trial must be 0 or more, got {args.gpus_per_trial}.")
-    if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
-        raise ConfigError(f"--cpus-per-trial must be above 0, got {args.cpus_per_trial}.")
-    for flag in ("num_samples", "seeds", "max_concurrent"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1, got {value}.")
-    if args.data_cpus is not None and args.data_cpus < 0:
-        raise ConfigError(f"--data-cpus must be 0 or more, got {args.data_cpus}.")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _check(args)
     start = time.monotonic()
     from diffcps_ray.runtime import set_torch_threads
 
     set_torch_threads(1)
+    from diffcps_ray.tune.reporting import check_loggers
+
+    # A missing tracker package stops here, before data preparation and Ray.
+    check_loggers(args.loggers or [])
     from diffcps_ray.tune.sweep import (
         Sweep,
         SweepInterruptedError,
@@ -115,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     resume_hint = f"python -m diffcps_ray.tune --storage {storage} --name {name} --resume"
     given = {key: getattr(args, key) for key in RESUMABLE_DEFAULTS
              if getattr(args, key) is not None}
+    if args.loggers:
+        given["loggers"] = list(dict.fromkeys(args.loggers))
     resumed = _saved_options(storage, name) if args.resume else None
     if resumed is not None:
         # A resumed sweep computes what was started; only where and how big it runs may change.

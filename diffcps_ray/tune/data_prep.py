@@ -158,7 +158,7 @@ def missing_sentence(tasks: list[str], data_root: Path) -> str:
     return (
         f"No data for {len(tasks)} task(s) of this suite: looked for {', '.join(names)} in "
         f"{places}; download them and convert each with `python -m diffcps_ray.data convert "
-        f"--d4rl FILE.hdf5 --task {example} --out {data_root}` (or --minari DATASET_ID)"
+        f"--d4rl FILE.hdf5 --task {example} --data-root {data_root}` (or --minari DATASET_ID)"
     ) + "."
 
 
@@ -169,7 +169,7 @@ def _convert(source: Found, data_root: Path, log) -> None:
     flag = "--d4rl" if source.kind == "d4rl" else "--minari"
     command = [
         sys.executable, "-m", "diffcps_ray.data", "convert", flag, source.location,
-        "--task", source.task, "--out", str(data_root),
+        "--task", source.task, "--data-root", str(data_root),
     ]
     log(f"Converting {source.location} for {source.task} ...")
     completed = subprocess.run(command, check=False)

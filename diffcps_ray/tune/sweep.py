@@ -22,7 +22,7 @@ import posixpath
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +69,12 @@ class SweepOptions:
     data_cpus: float
     base: str | None = None
     optuna_storage: str | None = None
+    loggers: list[str] = field(default_factory=list)  # --logger: tensorboard, wandb, mlflow
 
 
 # Options a resumed sweep may change: where it runs and how big its trials are, not what
 # it computes.
-RESUMABLE_OPTIONS = ("address", "gpus_per_trial", "cpus_per_trial", "max_concurrent",
+RESUMABLE_OPTIONS = ("address", "gpus_per_trial", "cpus_per_trial", "max_concurrent", "loggers",
                      "data_cpus")
 
 
@@ -91,24 +92,6 @@ def trial_dirname(trial: Any) -> str:
 
 def trial_name(trial: Any) -> str:
     return f"{trial.config.get('task', '')}_{trial.trial_id}"
-
-
-def make_reporter(total_samples: int | None = None) -> Any:
-    """Tune's CLIReporter with the score, kappa and lambda_clip of each trial."""
-    from ray.tune import CLIReporter
-
-    return CLIReporter(
-        metric_columns={
-            METRIC: "score",
-            "evaluation/best_normalized_score": "best",
-            "num_gradient_steps": "steps",
-            "training_iteration": "iter",
-        },
-        parameter_columns={"task": "task", "phase": "phase", "kappa": "kappa",
-                           "lambda_clip": "lambda_clip", "seed": "seed"},
-        total_samples=total_samples,
-        max_report_frequency=30,
-    )
 
 
 class TrialEvents(Callback):
@@ -187,24 +170,22 @@ def start_ray(opts: SweepOptions) -> bool:
     import ray
 
     from diffcps_ray.runtime import thread_env
+    from diffcps_ray.tune.reporting import ray_init_settings, worker_env
 
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": {**thread_env(1), "RAY_AIR_NEW_OUTPUT": "0"}}
+    runtime_env = {"env_vars": {**thread_env(1), **worker_env(), "RAY_AIR_NEW_OUTPUT": "0"}}
     if opts.address:
-        ray.init(address=opts.address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=opts.address, runtime_env=runtime_env,
+                 **ray_init_settings(opts.address))
         return True
-    cores = os.cpu_count() or 1
     # Logical CPUs beyond the cores stay free of trials for Ray Data's read tasks, which run
-    # outside the trials' placement groups (with no spare CPU they wait forever).
-    ray.init(
-        # A new instance of our own, never one that another process happens to run here.
-        address="local",
-        num_cpus=cores + math.ceil(opts.data_cpus),
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env=runtime_env,
-    )
+    # outside the trials' placement groups (with no spare CPU they wait forever). "local":
+    # a new instance even where `ray start` left one running (ray.init() would join it and
+    # then refuse num_cpus); --address joins a cluster.
+    num_cpus = (os.cpu_count() or 1) + math.ceil(opts.data_cpus)
+    ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env,
+             **ray_init_settings(None, num_cpus))
     return True
 
 
@@ -426,7 +407,13 @@ class Sweep:
         self.tasks = suite.select_tasks(opts.tasks)
         self.store = ExperimentStore(opts.storage, opts.name)
         self.log = log
-        self.callbacks = callbacks  # extra Tune callbacks (tests, monitoring, loggers)
+        from diffcps_ray.tune.reporting import logger_callbacks
+
+        # Tune's CSV/JSON loggers, --logger's trackers, then extra callbacks (tests).
+        self.callbacks = [
+            *logger_callbacks(opts.loggers, opts.name, self.store.uri),
+            *(callbacks or []),
+        ]
         if trainable is None:
             from diffcps_ray.tune.trainable import DiffCPSTrial
 
@@ -484,10 +471,10 @@ class Sweep:
         Ray must be initialised by the caller. Raises SweepInterruptedError when Tune stopped
         before every trial finished (Ctrl-C, SIGTERM): the state is saved for --resume.
         """
-        # Tune's new output engine ignores CLIReporter; the classic one prints our columns.
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # Checkpoints at every evaluation are deliberate (fault tolerance); don't warn.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        from diffcps_ray.tune.reporting import tune_env
+
+        for key, value in tune_env().items():
+            os.environ.setdefault(key, value)
         # Tune lets a custom searcher have one pending trial at a time, so a cluster would
         # fill one placement group after another; the plan's own limit bounds live trials.
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(MAX_PENDING_TRIALS))
@@ -551,6 +538,7 @@ class Sweep:
         from ray import tune
 
         from diffcps_ray.tune.plan import PlanStopper, SweepScheduler, SweepSearcher
+        from diffcps_ray.tune.reporting import make_reporter
 
         plan = self.build_plan()
         self.plan = plan
@@ -575,7 +563,8 @@ class Sweep:
                 stop=PlanStopper(),
                 checkpoint_config=checkpoint_config(),
                 failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                progress_reporter=make_reporter(plan.total_trials),
+                progress_reporter=make_reporter(self.store.phase_uri(SWEEP_DIR),
+                                                plan.total_trials),
                 callbacks=[TrialEvents(), *(self.callbacks or [])],
                 verbose=1,
             ),

@@ -147,6 +147,12 @@ class DiffCPSTrial(tune.Trainable):
                 if marker is not None:
                     marker.write_text(message + "\n")
                 raise NonFiniteMetricError(message)
+        # What this trial runs with, as metrics: the status table and TensorBoard show the
+        # effective lambda_clip (0 for a zero-floor range's floor), not the sampled value.
+        from diffcps_ray.tune.bridge import effective_lambda_clip
+
+        result["kappa"] = float(self.config["kappa"])
+        result["lambda_clip"] = effective_lambda_clip(self.config)
         return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
