@@ -416,7 +416,8 @@ def run(args: argparse.Namespace) -> int:
     timeline = SlotTimeline()
     try:
         sweep = Sweep(suite, opts, "bench/cluster_sweep.py", resume=False,
-                      trainable=stand_in(args.seconds_per_iteration), callbacks=[timeline])
+                      trainable=stand_in(args.seconds_per_iteration), callbacks=[timeline],
+                      export_policies=False)
         start = time.monotonic()
         manifest = sweep.run()
         makespan = time.monotonic() - start

@@ -400,8 +400,11 @@ class Sweep:
         trainable: Any = None,
         log=print,
         callbacks: list[Any] | None = None,
+        export_policies: bool = True,
     ) -> None:
         self.suite = suite
+        # Off only for stand-in trainables (benchmarks), whose checkpoints hold no policy.
+        self.export_after = export_policies
         self.opts = opts
         self.budget: Budget = suite.budget(opts.budget)
         self.tasks = suite.select_tasks(opts.tasks)
@@ -513,7 +516,7 @@ class Sweep:
             if phase in self.manifest["phases"]:
                 self.manifest["phases"][phase]["status"] = "done"
         self.save()
-        if not self.suite.is_ablation:
+        if self.export_after and not self.suite.is_ablation:
             self.export_policies()
         return self.manifest
 
