@@ -28,7 +28,7 @@ MANIFEST_NAME = "experiment.json"
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"  # Tune writes it into a trial directory when the trial fails
-SUPPORTED_FORMAT_VERSIONS = (1,)
+SUPPORTED_FORMAT_VERSIONS = (1, 2)  # 2: one Tune experiment (sweep/) for the whole sweep
 
 # Result metric names (docs/interfaces.md, "/" = nesting in result.json).
 SCORE_KEY = "evaluation/normalized_score"

@@ -1,7 +1,7 @@
 """Write a small experiment directory in the exact on-disk format, for tests and demos.
 
 It writes what ``python -m diffcps_ray.tune`` and Tune write (docs/interfaces.md and
-diffcps_ray/tune/sweep.py): ``experiment.json`` (format_version 1; per-phase state with the
+diffcps_ray/tune/sweep.py): ``experiment.json`` (format_version 2; per-phase state with the
 search's recorded best trial; one row per trial with phase, task, trial_id, path, kappa,
 lambda_clip, seed, status, iterations, score, best_score, error) and, per trial directory
 (``sweep/search_<id>``, ``sweep/confirm_<id>``), Tune's own files:
