@@ -660,7 +660,9 @@ class Sweep:
 
     def trial_limit(self) -> int:
         now = time.monotonic()
-        if self._resources is None or now - self._resources[0] > RESOURCES_REFRESH_S:
+        # Look often while trials wait for GPUs, so that their arrival is seen at once.
+        refresh = 1.0 if self._waiting_for_gpus else RESOURCES_REFRESH_S
+        if self._resources is None or now - self._resources[0] > refresh:
             import ray
 
             self._resources = (now, dict(ray.cluster_resources()))
