@@ -206,15 +206,16 @@ def ray_init_settings(address: str | None, num_cpus: int | None = None) -> dict[
 
     - Token authentication: a new local Ray turns it on and warns that it did unless
       RAY_AUTH_MODE says so; we turn it on first, Ray's own default, so nothing changes but
-      the warning. Joining a cluster, we do so only where a token exists (Ray's own choice
-      then, which it warns about too) and leave the cluster's setting alone otherwise.
+      the warning. Joining a cluster (--address), we leave authentication to the cluster:
+      turning it on in the driver would also turn it on for any node this process starts,
+      which then cannot talk to a cluster that runs without tokens.
     - Worker start-up: Ray allows min(cores, logical CPUs) workers to start at once and
       warns once four times that many are alive. Trials, their Ray Data tasks and actors
       on the extra logical CPUs kept for Ray Data outnumber the cores of a small machine,
       so a local Ray allows as many start-ups as logical CPUs.
     """
     settings: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    if "RAY_AUTH_MODE" not in os.environ and (address is None or _auth_token_exists()):
+    if "RAY_AUTH_MODE" not in os.environ and address is None:
         # Ray's own switch: sets RAY_AUTH_MODE=token for this process and its children and
         # refreshes the setting Ray read when it was imported (the variable alone is too late).
         from ray._private.authentication.authentication_token_setup import _enable_token_auth
@@ -223,9 +224,3 @@ def ray_init_settings(address: str | None, num_cpus: int | None = None) -> dict[
     if address is None and num_cpus is not None:
         settings["_system_config"] = {"worker_maximum_startup_concurrency": int(num_cpus)}
     return settings
-
-
-def _auth_token_exists() -> bool:
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        return True
-    return (Path.home() / ".ray" / "auth_token").is_file()

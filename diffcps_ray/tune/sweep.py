@@ -102,6 +102,9 @@ class TrialEvents(Callback):
     """
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        context = sweep_plan._active
+        if isinstance(context, Sweep) and context.waiting_for_gpus:
+            context.note_gpus_arrived()
         _log(f"[sweep] started {_describe(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -660,9 +663,7 @@ class Sweep:
 
     def trial_limit(self) -> int:
         now = time.monotonic()
-        # Look often while trials wait for GPUs, so that their arrival is seen at once.
-        refresh = 1.0 if self._waiting_for_gpus else RESOURCES_REFRESH_S
-        if self._resources is None or now - self._resources[0] > refresh:
+        if self._resources is None or now - self._resources[0] > RESOURCES_REFRESH_S:
             import ray
 
             self._resources = (now, dict(ray.cluster_resources()))
@@ -816,6 +817,18 @@ class Sweep:
                                       destination_filesystem=pyarrow.fs.LocalFileSystem())
 
     # -- waiting for GPUs --
+
+    @property
+    def waiting_for_gpus(self) -> bool:
+        return self._waiting_for_gpus
+
+    def note_gpus_arrived(self) -> None:
+        """A trial started while the sweep waited for GPUs: they have come."""
+        import ray
+
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        self.log(f"[sweep] {gpus:g} GPU(s) available now; trials start.")
+        self._waiting_for_gpus = False
 
     def _note_gpu_wait(self) -> None:
         """Say once that trials wait for GPUs, and once that they have come."""
