@@ -96,8 +96,9 @@ def test_two_slot_run_reports_figures_that_match_its_experiment(tmp_path: Path) 
     assert figures["longest_chain_iterations"] == max(longest.values())
     assert figures["bound_s"] == max(figures["work_bound_s"], figures["chain_bound_s"])
     assert figures["makespan_over_bound"] >= 1
+    # Both figures are printed rounded to 0.01 s; a bound of a few seconds leaves ~1%.
     assert figures["makespan_over_bound"] == pytest.approx(
-        figures["makespan_s"] / figures["bound_s"], rel=1e-3
+        figures["makespan_s"] / figures["bound_s"], rel=1e-2
     )
     # Each search trial ran at most the scaled 1000 / 200 iterations; confirmation all 5.
     assert all(r["iterations"] <= 5 for r in rows if r["phase"] == "search")
