@@ -22,6 +22,15 @@ def metric_value(result: dict[str, Any], key: str) -> Any:
     return node
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing, not a number, NaN or infinite."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def score_summary(
     scores: Sequence[float],
     eval_noise: Sequence[float] = (),

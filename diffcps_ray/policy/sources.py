@@ -30,6 +30,7 @@ from diffcps_ray.policy.core import (
     read_policy_dir,
     read_policy_json,
 )
+from diffcps_ray.results import finite_number
 
 EXPERIMENT_FILE = "experiment.json"
 SUMMARY_FILE = "summary.json"
@@ -137,7 +138,7 @@ def _exported_ref(directory: Path) -> PolicyRef:
     return PolicyRef(
         task=str(meta.get("task")),
         label=str(directory),
-        score=_finite(meta.get("score")),
+        score=finite_number(meta.get("score")),
         loader=lambda device, seed: read_policy_dir(directory, device, seed),
     )
 
@@ -258,11 +259,11 @@ def evaluated_score_at(results: list[dict[str, Any]], iteration: int) -> float |
     previous = 0.0
     for row in results:
         evaluation = row.get("evaluation") or {}
-        count = _finite(evaluation.get("num_evaluations")) or 0.0
+        count = finite_number(evaluation.get("num_evaluations")) or 0.0
         fresh = count > previous
         previous = max(previous, count)
         if row.get("training_iteration") == iteration:
-            return _finite(evaluation.get("normalized_score")) if fresh else None
+            return finite_number(evaluation.get("normalized_score")) if fresh else None
     return None
 
 
@@ -315,7 +316,7 @@ def _train_context(run_dir: Path) -> CheckpointContext:
         task=summary.get("task"),
         data_root=summary.get("data_root"),
         eval_env=summary.get("eval_env"),
-        score=_finite(summary.get("final_score")),
+        score=finite_number(summary.get("final_score")),
         iteration=summary.get("iterations"),
         provenance={"kind": "train", "run": str(run_dir), "seed": summary.get("seed"),
                     "checkpoint_kind": "final"},
@@ -379,7 +380,7 @@ def confirm_checkpoints(experiment_dir: Path, manifest: dict[str, Any],
                     continue
                 found.append(ConfirmCheckpoint(
                     task=str(row["task"]), seed=seed, kind=kind, path=path,
-                    score=_finite(entry.get("score")), iteration=entry.get("iteration"),
+                    score=finite_number(entry.get("score")), iteration=entry.get("iteration"),
                     row=row,
                 ))  # fmt: skip
             continue
@@ -413,7 +414,7 @@ def confirm_context(experiment_dir: Path, item: ConfirmCheckpoint) -> Checkpoint
         context.score = item.score
     elif item.kind == "final" and item.iteration is None:
         # The newest checkpoint is the trial's last iteration: its final score.
-        context.score = _finite(item.row.get("score"))
+        context.score = finite_number(item.row.get("score"))
     return context
 
 
@@ -476,9 +477,3 @@ def _best(refs: Iterable[PolicyRef]) -> PolicyRef:
     return max(refs, key=lambda r: -math.inf if r.score is None else r.score)
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

@@ -28,7 +28,6 @@ driver) is unfinished: it is resumed from its checkpoint, and no config is chose
 from __future__ import annotations
 
 import copy
-import math
 import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from diffcps_ray.results import metric_value
+from diffcps_ray.results import finite_number, metric_value
 from diffcps_ray.tune.suites import METRIC
 
 MODE = "max"
@@ -135,7 +134,7 @@ class TrialRecord:
 
     @property
     def score(self) -> float | None:
-        return _finite(metric_value(self.result, METRIC))
+        return finite_number(metric_value(self.result, METRIC))
 
     @property
     def iterations_done(self) -> int:
@@ -265,7 +264,7 @@ class SweepPlan:
         task = self.tasks[record.task]
         if record.phase != "search" or task.scheduler is None:
             return TrialScheduler.CONTINUE
-        if not _finite(result.get(METRIC)):
+        if not finite_number(result.get(METRIC)):
             return TrialScheduler.CONTINUE  # no evaluation yet: nothing to compare
         decision = task.scheduler.on_trial_result(None, trial, result)
         if decision == TrialScheduler.STOP and record.iterations_done < record.iterations:
@@ -347,14 +346,6 @@ class SweepPlan:
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _nonzero(resources: dict[str, float]) -> dict[str, float]:

@@ -29,7 +29,7 @@ from typing import Any
 from ray.tune import Callback
 
 from diffcps_ray.errors import DiffCPSError
-from diffcps_ray.results import metric_value, score_summary
+from diffcps_ray.results import finite_number, metric_value, score_summary
 from diffcps_ray.tune import plan as sweep_plan
 from diffcps_ray.tune.manifest import (
     FORMAT_VERSION,
@@ -268,11 +268,11 @@ def record_row(record: TrialRecord) -> dict[str, Any]:
         "seed": config.get("seed"),
         "status": record.status if record.finished else "INTERRUPTED",
         "iterations": record.iterations_done,
-        "score": _number(metric_value(result, METRIC)),
-        "best_score": _number(metric_value(result, "evaluation/best_normalized_score")),
+        "score": finite_number(metric_value(result, METRIC)),
+        "best_score": finite_number(metric_value(result, "evaluation/best_normalized_score")),
         # Episode-to-episode spread of the last evaluation and its episode count.
-        "score_std": _number(metric_value(result, "evaluation/normalized_score_std")),
-        "eval_episodes": _number(metric_value(result, "evaluation/num_episodes")),
+        "score_std": finite_number(metric_value(result, "evaluation/normalized_score_std")),
+        "eval_episodes": finite_number(metric_value(result, "evaluation/num_episodes")),
         "error": None,
         **({"variant": config["variant"]} if "variant" in config else {}),
     }
@@ -292,9 +292,10 @@ def result_details(results: Any, store: ExperimentStore) -> dict[str, dict[str, 
             def describe(checkpoint: Any, metrics: dict) -> dict[str, Any]:
                 return {"path": store.relative(checkpoint.path),
                         "iteration": int(metrics.get("training_iteration", 0) or 0),
-                        "score": _number(metric_value(metrics, METRIC))}
+                        "score": finite_number(metric_value(metrics, METRIC))}
 
-            scored = [pair for pair in kept if _number(metric_value(pair[1], METRIC)) is not None]
+            scored = [pair for pair in kept
+                      if finite_number(metric_value(pair[1], METRIC)) is not None]
             best = max(scored, key=lambda pair: metric_value(pair[1], METRIC)) if scored else None
             final = max(kept, key=lambda pair: pair[1].get("training_iteration", 0))
             entry["checkpoints"] = {
@@ -310,14 +311,6 @@ def effective_lambda_clip(config: dict[str, Any]) -> float | None:
     from diffcps_ray.tune.bridge import effective_lambda_clip as effective
 
     return None if config.get("lambda_clip") is None else effective(config)
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _one_line(error: BaseException) -> str:
