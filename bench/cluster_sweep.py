@@ -191,6 +191,7 @@ class SlotTimeline(tune.Callback):
     def __init__(self) -> None:
         self.running: dict[str, float] = {}
         self.intervals: list[tuple[str, float, float]] = []  # (trial id, start, stop)
+        self.labels: dict[str, str] = {}  # trial id -> "<task> <phase>"
         self.trials: set[str] = set()
         self.experiments: list[list[float]] = []  # per Tune experiment: [start, end]
 
@@ -214,6 +215,7 @@ class SlotTimeline(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.trials.add(trial.trial_id)
+        self.labels[trial.trial_id] = f"{trial.config.get('task')} {trial.config.get('phase')}"
         self.running.setdefault(trial.trial_id, time.time())
 
     def _stopped(self, trial: Any) -> None:
@@ -347,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", nargs="+", default=None, help="default: the suite's")
     parser.add_argument("--num-samples", type=int, default=None, help="default: the budget's")
     parser.add_argument("--seeds", type=int, default=None, help="default: the budget's")
+    parser.add_argument("--timeline", type=Path, default=None,
+                        help="write each trial's [task, phase, start, stop] (seconds from the "
+                             "sweep's start) to this JSON file")
     parser.add_argument("--keep", type=Path, default=None,
                         help="leave the experiment here (default: a temporary directory)")
     return parser
@@ -418,9 +423,10 @@ def run(args: argparse.Namespace) -> int:
         sweep = Sweep(suite, opts, "bench/cluster_sweep.py", resume=False,
                       trainable=stand_in(args.seconds_per_iteration), callbacks=[timeline],
                       export_policies=False)
-        start = time.monotonic()
+        start, wall_start, cpu_start = time.monotonic(), time.time(), time.process_time()
         manifest = sweep.run()
         makespan = time.monotonic() - start
+        driver_cpu_s = time.process_time() - cpu_start
     finally:
         ray.shutdown()
     figures = measure(manifest, timeline, args.slots, args.seconds_per_iteration, makespan)
@@ -431,9 +437,16 @@ def run(args: argparse.Namespace) -> int:
         "scale": args.scale,
         "tasks": len(opts.tasks),
         "experiment": str(root / "runs" / name) if args.keep else None,
+        "driver_cpu_s": round(driver_cpu_s, 1),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
     })
+    if args.timeline is not None:
+        args.timeline.write_text(json.dumps([
+            [*timeline.labels.get(trial_id, "? ?").split(" "), round(begin - wall_start, 3),
+             round(end - wall_start, 3)]
+            for trial_id, begin, end in sorted(timeline.intervals, key=lambda i: i[1])
+        ]))
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(figures))

@@ -65,7 +65,7 @@ def test_two_slot_run_reports_figures_that_match_its_experiment(tmp_path: Path) 
     done = _bench(
         "--slots", "2", "--scale", "200", "--seconds-per-iteration", "0.2",
         "--tasks", "antmaze-umaze-v2", "antmaze-large-play-v2", "--num-samples", "3",
-        "--seeds", "1", "--keep", str(tmp_path),
+        "--seeds", "1", "--keep", str(tmp_path), "--timeline", str(tmp_path / "timeline.json"),
     )
     assert done.returncode == 0, done.stderr[-4000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -103,3 +103,11 @@ def test_two_slot_run_reports_figures_that_match_its_experiment(tmp_path: Path) 
     # Each search trial ran at most the scaled 1000 / 200 iterations; confirmation all 5.
     assert all(r["iterations"] <= 5 for r in rows if r["phase"] == "search")
     assert all(r["iterations"] == 5 for r in rows if r["phase"] == "confirm")
+    # The timeline holds each trial's run on a slot, within the makespan.
+    timeline = json.loads((tmp_path / "timeline.json").read_text())
+    assert len(timeline) == len(rows)
+    assert sorted((task, phase) for task, phase, _, _ in timeline) == sorted(
+        (r["task"], r["phase"]) for r in rows
+    )
+    assert all(0 <= start < stop <= figures["makespan_s"] for _, _, start, stop in timeline)
+    assert figures["driver_cpu_s"] > 0
