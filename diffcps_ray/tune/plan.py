@@ -15,6 +15,12 @@ One driver per task on a shared cluster would also interleave tasks, but with as
 concurrency limits, restores and processes as tasks, and no one place to put the
 critical path first.
 
+How close this order comes to the best possible makespan is modelled in
+bench/schedule_model.py and discussed in docs/performance.md: on many slots, what limits a
+sweep is a task's last search trials, which start late (every task's trials must pass
+ASHA's first rung first) and, when ASHA promotes them, delay that task's confirmation.
+The model's other orders (``--order search-first``, ``task-by-task``) do no better.
+
 The plan is shared by ``SweepSearcher`` (what to start) and ``SweepScheduler`` (ASHA per
 task) and pickled with the searcher state at every Tune snapshot. Live objects (Optuna
 studies, the manifest, the log) belong to the driver and are reached through the active
