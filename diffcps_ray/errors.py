@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 
 class DiffCPSError(ValueError):
     """Base class: the message is a complete sentence fit for stderr."""
@@ -21,3 +25,15 @@ class MissingDataError(DataError):
 
 class ConfigError(DiffCPSError):
     """A setting outside its valid range."""
+
+
+def read_json_object(path: Path, error: type[DiffCPSError] = DiffCPSError) -> dict[str, Any]:
+    """The JSON object stored at ``path``; ``error`` in one sentence when it cannot be read,
+    is not JSON or holds something other than an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as reason:
+        raise error(f"{path} is not readable JSON ({reason}).") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} is not a JSON object.")
+    return data

@@ -13,7 +13,6 @@ import ctypes.util
 import datetime as dt
 import hashlib
 import importlib
-import json
 import os
 import shutil
 import uuid
@@ -40,7 +39,7 @@ from diffcps_ray.data.schema import (
     arrow_schema,
     validate_transitions,
 )
-from diffcps_ray.errors import DataError, MissingDataError
+from diffcps_ray.errors import DataError, MissingDataError, read_json_object
 
 if TYPE_CHECKING:
     import ray.data
@@ -303,13 +302,7 @@ def read_manifest(task_dir: str | os.PathLike[str]) -> Manifest:
     path = root / MANIFEST_NAME
     if not path.is_file():
         raise MissingDataError(f"{path} does not exist: {_hint_for(root)}.")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path} could not be read as JSON ({error}).") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path} is not a valid manifest (not a JSON object).")
-    return Manifest.from_dict(raw, path)
+    return Manifest.from_dict(read_json_object(path, DataError), path)
 
 
 def _same_columns(actual: pa.Schema, expected: pa.Schema) -> str | None:

@@ -31,7 +31,7 @@ import torch
 
 from diffcps_ray.algorithm.agent import DiffCPSAgent
 from diffcps_ray.algorithm.config import DiffCPSSettings
-from diffcps_ray.errors import DiffCPSError
+from diffcps_ray.errors import DiffCPSError, read_json_object
 
 if TYPE_CHECKING:
     from diffcps_ray.envs.tasks import TaskSpec
@@ -218,12 +218,7 @@ def read_policy_dir(directory: Path, device: str | torch.device = "cpu",
 
 def read_policy_json(directory: Path) -> dict[str, Any]:
     path = directory / POLICY_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PolicyError(f"{path} is not readable JSON ({error}).") from None
-    if not isinstance(meta, dict):
-        raise PolicyError(f"{path} is not a JSON object.")
+    meta = read_json_object(path, PolicyError)
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise PolicyError(f"{path} has no valid format_version ({version!r}).")

@@ -8,6 +8,7 @@ AntMaze's map (cells of 4 x 4 around D4RL's origin).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,12 @@ class Rollouts:
         return sum(e.success for e in self.episodes)
 
 
-def _find(env: Any, attribute: str) -> Any:
-    """``attribute`` of the env or of an env it wraps (ours, gymnasium's, robotics')."""
+# Where each wrapper keeps what it wraps: ours, gymnasium's and gymnasium-robotics'.
+WRAPPED_ATTRIBUTES = ("inner", "env", "unwrapped", "point_env", "ant_env")
+
+
+def wrapped_layers(env: Any) -> Iterator[Any]:
+    """``env`` and every object it wraps, outermost first, each once."""
     seen: set[int] = set()
     queue = [env]
     while queue:
@@ -49,14 +54,19 @@ def _find(env: Any, attribute: str) -> Any:
         if obj is None or id(obj) in seen:
             continue
         seen.add(id(obj))
+        yield obj
+        queue.extend(getattr(obj, name, None) for name in WRAPPED_ATTRIBUTES)
+
+
+def _find(env: Any, attribute: str) -> Any:
+    """``attribute`` of the env or of an env it wraps."""
+    for obj in wrapped_layers(env):
         try:
             value = getattr(obj, attribute, None)
         except Exception:  # gymnasium wrappers may refuse private-looking lookups
             value = None
         if value is not None:
             return value
-        for name in ("inner", "env", "unwrapped", "point_env", "ant_env"):
-            queue.append(getattr(obj, name, None))
     return None
 
 

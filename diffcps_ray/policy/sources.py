@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from diffcps_ray.errors import read_json_object
 from diffcps_ray.policy.checkpoints import algorithm_dir, read_checkpoint
 from diffcps_ray.policy.core import (
     POLICY_FILE,
@@ -268,13 +269,7 @@ def evaluated_score_at(results: list[dict[str, Any]], iteration: int) -> float |
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PolicyError(f"{path} is not readable JSON ({error}).") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path} is not a JSON object.")
-    return data
+    return read_json_object(path, PolicyError)
 
 
 def _trial_context(trial_dir: Path, **provenance: Any) -> CheckpointContext:

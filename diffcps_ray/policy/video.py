@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from diffcps_ray.policy.core import PolicyError
+from diffcps_ray.policy.rollouts import wrapped_layers
 
 if TYPE_CHECKING:
     from diffcps_ray.envs.tasks import TaskSpec
@@ -77,18 +78,10 @@ def _mujoco_handles(env: Any) -> tuple[Any, Any]:
     """The MjModel and MjData behind an env (ours, gymnasium's, gymnasium-robotics')."""
     import mujoco
 
-    seen: set[int] = set()
-    queue = [env]
-    while queue:
-        obj = queue.pop(0)
-        if obj is None or id(obj) in seen:
-            continue
-        seen.add(id(obj))
+    for obj in wrapped_layers(env):
         model, data = getattr(obj, "model", None), getattr(obj, "data", None)
         if isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData):
             return model, data
-        for name in ("unwrapped", "env", "inner", "point_env", "ant_env"):
-            queue.append(getattr(obj, name, None))
     raise VideoError(f"Cannot render video: the env {type(env).__name__} is not a MuJoCo env.")
 
 
