@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/rllib_step.py
 	$(PY) bench/data.py
 	$(PY) bench/tune_overhead.py
+	$(PY) bench/schedule_model.py --slots 16 32
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache

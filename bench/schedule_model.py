@@ -26,8 +26,9 @@ What it models:
   longest search trial + longest confirmation trial of a task).
 
 Prints, per slot count, one JSON object: the mean utilization and makespan / bound over
-``draws`` random draws, their 10th and 90th percentiles, and the mean time by which every
-search trial had started (in search iterations).
+``draws`` random draws, their 10th and 90th percentiles, the mean time by which every
+search trial had started and the mean length of a search trial (both over the search's
+iterations, to compare with a real sweep's).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def simulate(budget: Budget, tasks: int, slots: int, drift: float, rng: random.R
     states = [ModelTask(rungs={m: [] for m in milestones}) for _ in range(tasks)]
     events: list[tuple[float, int, ModelTrial, int]] = []  # (time, order, trial, rung index)
     order = itertools.count()
-    now, free, work = 0.0, slots, 0.0
+    now, free, work, search_work = 0.0, slots, 0.0, 0.0
     longest = [[0.0, 0.0] for _ in range(tasks)]  # per task: longest search, confirmation
     last_search_start = 0.0
 
@@ -157,6 +158,7 @@ def simulate(budget: Budget, tasks: int, slots: int, drift: float, rng: random.R
         free += 1
         state = states[trial.task]
         if trial.phase == "search":
+            search_work += length
             longest[trial.task][0] = max(longest[trial.task][0], length)
             state.ended_search += 1
             state.search_done = state.ended_search == budget.num_samples
@@ -169,6 +171,7 @@ def simulate(budget: Budget, tasks: int, slots: int, drift: float, rng: random.R
         "utilization": work / (slots * now),
         "makespan_over_bound": now / bound,
         "last_search_start": last_search_start / search_t,
+        "search_trial_length": search_work / (tasks * budget.num_samples * search_t),
     }
 
 
@@ -219,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             "utilization_p10_p90": [utilization["p10"], utilization["p90"]],
             "makespan_over_bound_p10_p90": [ratio["p10"], ratio["p90"]],
             "last_search_start_over_search_length": summarise(draws, "last_search_start")["mean"],
+            "mean_search_trial_over_search_length": summarise(draws, "search_trial_length")["mean"],
         }))
     return 0
 
