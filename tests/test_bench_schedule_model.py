@@ -70,5 +70,8 @@ def test_the_command_prints_one_json_object_per_slot_count() -> None:
         assert line["makespan_over_bound"] >= 1
         low, high = line["makespan_over_bound_p10_p90"]
         assert low <= line["makespan_over_bound"] <= high
+        # ASHA stops most search trials at a rung: the mean is between the first rung
+        # (grace 200 of 1000) and the whole search.
+        assert 0.2 <= line["mean_search_trial_over_search_length"] < 1
     # Twice the slots for the same work: each slot is busy a smaller share of the time.
     assert lines[1]["utilization"] < lines[0]["utilization"]
