@@ -839,7 +839,7 @@ class Sweep:
                 f"sweep for --resume."
             )
         elif not waiting and self._waiting_for_gpus:
-            self.log(f"[sweep] {gpus:g} GPU(s) available now; trials start.")
+            self.note_gpus_arrived()
         self._waiting_for_gpus = waiting
 
 
