@@ -191,7 +191,7 @@ class SlotTimeline(tune.Callback):
     def __init__(self) -> None:
         self.running: dict[str, float] = {}
         self.intervals: list[tuple[str, float, float]] = []  # (trial id, start, stop)
-        self.labels: dict[str, str] = {}  # trial id -> "<task> <phase>"
+        self.labels: dict[str, tuple[str, str]] = {}  # trial id -> (task, phase)
         self.trials: set[str] = set()
         self.experiments: list[list[float]] = []  # per Tune experiment: [start, end]
 
@@ -215,7 +215,8 @@ class SlotTimeline(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.trials.add(trial.trial_id)
-        self.labels[trial.trial_id] = f"{trial.config.get('task')} {trial.config.get('phase')}"
+        self.labels[trial.trial_id] = (str(trial.config.get("task")),
+                                       str(trial.config.get("phase")))
         self.running.setdefault(trial.trial_id, time.time())
 
     def _stopped(self, trial: Any) -> None:
@@ -443,7 +444,7 @@ def run(args: argparse.Namespace) -> int:
     })
     if args.timeline is not None:
         args.timeline.write_text(json.dumps([
-            [*timeline.labels.get(trial_id, "? ?").split(" "), round(begin - wall_start, 3),
+            [*timeline.labels.get(trial_id, ("?", "?")), round(begin - wall_start, 3),
              round(end - wall_start, 3)]
             for trial_id, begin, end in sorted(timeline.intervals, key=lambda i: i[1])
         ]))

@@ -43,6 +43,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -64,7 +66,6 @@ class ModelTrial:
 class ModelTask:
     proposed: int = 0
     ended_search: int = 0
-    search_done: bool = False
     seeds_started: int = 0
     rungs: dict[int, list[float]] = field(default_factory=dict)
 
@@ -75,15 +76,6 @@ def rung_milestones(budget: Budget) -> list[int]:
         milestones.append(milestone)
         milestone *= budget.reduction_factor
     return milestones
-
-
-def quantile(values: list[float], q: float) -> float:
-    """numpy's default (linear) quantile, which Tune's ASHA cutoff uses."""
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 ORDERS = ("plan", "search-first", "task-by-task")
@@ -105,7 +97,8 @@ def simulate(budget: Budget, tasks: int, slots: int, drift: float, rng: random.R
     def start_confirmation() -> bool:
         nonlocal free
         for index, state in enumerate(states):
-            if state.search_done and state.seeds_started < budget.seeds:
+            search_done = state.ended_search == budget.num_samples
+            if search_done and state.seeds_started < budget.seeds:
                 state.seeds_started += 1
                 trial = ModelTrial(index, "confirm", now)
                 heapq.heappush(events, (now + confirm_t, next(order), trial, -1))
@@ -146,7 +139,8 @@ def simulate(budget: Budget, tasks: int, slots: int, drift: float, rng: random.R
             milestone = milestones[rung]
             recorded = states[trial.task].rungs[milestone]
             score = trial.quality + rng.gauss(0.0, RUNG_NOISE)
-            stopped = bool(recorded) and score < quantile(recorded, cutoff_q)
+            # Tune's ASHA cutoff: numpy's percentile of the scores recorded before this one.
+            stopped = bool(recorded) and score < np.quantile(recorded, cutoff_q)
             recorded.append(score)
             if not stopped:
                 following = milestones[rung + 1] if rung + 1 < len(milestones) else search_t
@@ -161,7 +155,6 @@ def simulate(budget: Budget, tasks: int, slots: int, drift: float, rng: random.R
             search_work += length
             longest[trial.task][0] = max(longest[trial.task][0], length)
             state.ended_search += 1
-            state.search_done = state.ended_search == budget.num_samples
         else:
             longest[trial.task][1] = max(longest[trial.task][1], length)
         while free and start_next():

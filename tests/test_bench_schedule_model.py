@@ -49,14 +49,6 @@ def test_asha_rungs_follow_the_budget() -> None:
     assert _model().rung_milestones(budget) == [200, 600]  # grace 200, reduction 3, max 1000
 
 
-def test_quantile_matches_numpy_linear() -> None:
-    import numpy as np
-
-    values = [3.0, -1.0, 2.5, 7.0, 0.0]
-    for q in (0.0, 0.25, 2 / 3, 0.9, 1.0):
-        assert _model().quantile(values, q) == pytest.approx(float(np.quantile(values, q)))
-
-
 def test_the_command_prints_one_json_object_per_slot_count() -> None:
     done = subprocess.run(
         [sys.executable, str(MODEL), "--slots", "16", "32", "--draws", "20"],
