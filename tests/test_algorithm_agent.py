@@ -251,3 +251,39 @@ def test_actor_step_equals_the_literal_objective() -> None:
     assert metrics["diffusion_loss"].item() == pytest.approx(l_c.item(), rel=1e-5)
     assert metrics["actor_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert metrics["actor_grad_norm"].item() == pytest.approx(grad_norm.item(), rel=1e-4)
+
+
+def test_a_checkpoint_from_the_other_device_type_resumes_deterministically() -> None:
+    """A CUDA generator's state (16 bytes: Philox seed and offset) in a CPU agent's
+    checkpoint, as after a GPU start resumed on CPU: the agent loads it and continues,
+    twice the same way, on a stream other than a fresh agent's."""
+    settings = _settings(freq=2)
+    agent = DiffCPSAgent(OBS, ACT, settings, seed=1)
+    _run(agent, range(2))
+    state = agent.state_dict()
+    assert state["generator"]["device_type"] == "cpu"
+    cuda_like = {"device_type": "cuda", "state": torch.arange(16, dtype=torch.uint8)}
+    for key in ("generator", "eval_generator"):
+        state[key] = dict(cuda_like)
+    runs = []
+    for _ in range(2):
+        restored = DiffCPSAgent(OBS, ACT, settings, seed=1)
+        restored.load_state_dict(state)
+        runs.append(_run(restored, range(2, 4)))
+    for a, b in zip(*runs, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in METRIC_NAMES)
+    uninterrupted = _run(agent, range(2, 4))
+    assert any(not torch.equal(a["diffusion_loss"], b["diffusion_loss"])
+               for a, b in zip(uninterrupted, runs[0], strict=True))
+
+
+def test_a_checkpoint_with_bare_generator_states_still_loads() -> None:
+    """Checkpoints written before the states carried their device type."""
+    settings = _settings()
+    agent = DiffCPSAgent(OBS, ACT, settings, seed=1)
+    state = agent.state_dict()
+    for key in ("generator", "eval_generator", "coin_generator"):
+        state[key] = state[key]["state"]
+    restored = DiffCPSAgent(OBS, ACT, settings, seed=7)
+    restored.load_state_dict(state)
+    assert torch.equal(restored.generator.get_state(), agent.generator.get_state())

@@ -18,6 +18,7 @@ sync per step on GPUs).
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from typing import Any
 
@@ -57,6 +58,37 @@ def _clip_grad_norm(params: list[Tensor], max_norm: float) -> Tensor:
         return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
     grads = [p.grad for p in params if p.grad is not None]
     return torch.nn.utils.get_total_norm(grads, foreach=True)
+
+
+def generator_state(generator: torch.Generator) -> dict[str, Any]:
+    """A generator's state with the kind of generator it belongs to.
+
+    CPU generators (Mersenne Twister, 5056 bytes) and CUDA ones (Philox: seed and offset,
+    16 bytes) have states of different sizes that neither accepts from the other; the
+    device type lets a checkpoint written on one device be resumed on the other.
+    """
+    return {"device_type": generator.device.type, "state": generator.get_state()}
+
+
+def restore_generator(generator: torch.Generator, saved: dict[str, Any] | Tensor) -> None:
+    """Set ``generator`` from :func:`generator_state` (or a bare state tensor).
+
+    A state from the other kind of generator cannot continue the same stream (different
+    algorithms); the generator is then seeded from a digest of that state, so a resumed
+    run stays deterministic and its draws stay distinct from a fresh run's.
+    """
+    if isinstance(saved, dict):
+        device_type, state = saved.get("device_type"), saved["state"]
+    else:
+        device_type, state = None, saved
+    # Generator states are CPU byte tensors even for CUDA generators.
+    state = state.cpu()
+    if device_type in (None, generator.device.type) and (
+            state.numel() == generator.get_state().numel()):
+        generator.set_state(state)
+        return
+    digest = hashlib.sha256(state.numpy().tobytes()).digest()
+    generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
 class DiffCPSAgent:
@@ -286,9 +318,9 @@ class DiffCPSAgent:
             "actor_optimizer": copy.deepcopy(self.actor_optimizer.state_dict()),
             "critic_optimizer": copy.deepcopy(self.critic_optimizer.state_dict()),
             "lambda_optimizer": copy.deepcopy(self.lambda_optimizer.state_dict()),
-            "generator": self.generator.get_state(),
-            "eval_generator": self.eval_generator.get_state(),
-            "coin_generator": self._coin_generator.get_state(),
+            "generator": generator_state(self.generator),
+            "eval_generator": generator_state(self.eval_generator),
+            "coin_generator": generator_state(self._coin_generator),
             "last_actor_metrics": {k: v.detach().clone() for k, v in
                                    self._last_actor_metrics.items()},
         }  # fmt: skip
@@ -306,13 +338,14 @@ class DiffCPSAgent:
         self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
             self.lambda_param.copy_(state["lambda"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.lambda_optimizer.load_state_dict(state["lambda_optimizer"])
-        # Generator states are CPU byte tensors even for CUDA generators.
-        self.generator.set_state(state["generator"].cpu())
-        self.eval_generator.set_state(state["eval_generator"].cpu())
-        self._coin_generator.set_state(state["coin_generator"].cpu())
+        # Optimizer.load_state_dict keeps the given moment tensors (same device and dtype):
+        # copies, so that training never writes into ``state``.
+        self.actor_optimizer.load_state_dict(copy.deepcopy(state["actor_optimizer"]))
+        self.critic_optimizer.load_state_dict(copy.deepcopy(state["critic_optimizer"]))
+        self.lambda_optimizer.load_state_dict(copy.deepcopy(state["lambda_optimizer"]))
+        restore_generator(self.generator, state["generator"])
+        restore_generator(self.eval_generator, state["eval_generator"])
+        restore_generator(self._coin_generator, state["coin_generator"])
         self.num_steps = int(state["num_steps"])
         self._last_actor_metrics = {
             k: v.to(self.device) for k, v in state["last_actor_metrics"].items()
