@@ -1,7 +1,8 @@
 """Read an experiment directory written by ``python -m diffcps_ray.tune`` (no Ray needed).
 
-Layout (docs/interfaces.md): ``RUN_DIR/experiment.json`` lists every trial with its phase,
-task, Tune trial id, directory (relative to RUN_DIR), kappa, lambda_clip, seed and status;
+Layout (docs/interfaces.md): ``RUN_DIR/experiment.json`` (read as diffcps_ray.tune.record's
+ExperimentRecord) lists every trial with its phase, task, Tune trial id, directory (relative
+to RUN_DIR), kappa, lambda_clip, seed and status;
 each trial directory is Tune's own, with ``params.json`` and ``result.json`` (one JSON object
 per reported result, nested dicts, e.g. ``{"training_iteration": 3, "evaluation":
 {"normalized_score": 41.2, ...}, "num_gradient_steps": 3000, "config": {...}}``).
@@ -23,12 +24,10 @@ import pandas as pd
 
 from diffcps_ray.errors import DiffCPSError
 from diffcps_ray.results import metric_value
+from diffcps_ray.tune.record import COMPLETE_STATUSES, ExperimentRecord, RecordError, TrialRow
 
-MANIFEST_NAME = "experiment.json"
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
-ERROR_FILE = "error.txt"  # Tune writes it into a trial directory when the trial fails
-SUPPORTED_FORMAT_VERSIONS = (1, 2)  # 2: one Tune experiment (sweep/) for the whole sweep
 
 # Result metric names (docs/interfaces.md, "/" = nesting in result.json).
 SCORE_KEY = "evaluation/normalized_score"
@@ -41,9 +40,8 @@ EVALUATIONS_KEY = "evaluation/num_evaluations"  # counts evaluations; rises when
 STEPS_KEY = "num_gradient_steps"
 ITERATION_KEY = "training_iteration"
 
-# Statuses whose results are complete runs (STOPPED_EARLY: a search trial that ASHA ended
-# on purpose); anything else is listed in the report and left out of tables and figures.
-COMPLETE_STATUSES = frozenset({"TERMINATED", "STOPPED_EARLY"})
+# COMPLETE_STATUSES (record.py): complete runs (STOPPED_EARLY: a search trial that ASHA
+# ended on purpose); anything else is listed in the report and left out of tables and figures.
 
 # What identifies a trial, first in every table.
 TRIAL_COLUMNS = [
@@ -105,14 +103,19 @@ class Experiment:
     """An experiment directory, read."""
 
     run_dir: Path
-    manifest: dict[str, Any]
+    record: ExperimentRecord
     trials: list[TrialInfo]
     results: pd.DataFrame  # RESULT_COLUMNS, one row per reported result
     params: dict[str, dict[str, Any]]  # trial_id -> params.json
 
     @property
+    def manifest(self) -> dict[str, Any]:
+        """The record as JSON data (the report shows its settings as they are stored)."""
+        return self.record.to_dict()
+
+    @property
     def suite(self) -> str:
-        return str(self.manifest.get("suite", "unknown"))
+        return self.record.suite
 
     @property
     def name(self) -> str:
@@ -121,14 +124,8 @@ class Experiment:
     @property
     def behaviour_scores(self) -> dict[str, float]:
         """The data's behaviour policy per task, where the tune command recorded it."""
-        recorded = self.manifest.get("behaviour_scores")
-        if not isinstance(recorded, dict):
-            return {}
-        return {
-            str(task): float(score)
-            for task, score in recorded.items()
-            if math.isfinite(_as_float(score))
-        }
+        return {task: score for task, score in self.record.behaviour_scores.items()
+                if math.isfinite(score)}
 
 
 def _as_float(value: Any) -> float:
@@ -140,35 +137,13 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
-def _as_seed(value: Any) -> int | None:
-    number = _as_float(value)
-    return None if math.isnan(number) else int(number)
-
-
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
+def _read_record(run_dir: Path) -> ExperimentRecord:
     if not run_dir.is_dir():
         raise NotAnExperimentError(f"{run_dir} is not a directory.")
-    manifest_path = run_dir / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise NotAnExperimentError(
-            f"{run_dir} is not an experiment directory: it has no {MANIFEST_NAME} "
-            "(python -m diffcps_ray.tune writes one)."
-        )
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise NotAnExperimentError(
-            f"{manifest_path} is not readable JSON ({error})."
-        ) from error
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("trials"), list):
-        raise NotAnExperimentError(f"{manifest_path} has no list of trials.")
-    version = manifest.get("format_version")
-    if version not in SUPPORTED_FORMAT_VERSIONS:
-        raise NotAnExperimentError(
-            f"{manifest_path} has format_version {version!r}; this analysis reads "
-            f"version {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}."
-        )
-    return manifest
+        return ExperimentRecord.load(run_dir)
+    except RecordError as error:
+        raise NotAnExperimentError(str(error)) from None
 
 
 def _variant_label(variant: Any) -> str:
@@ -177,21 +152,18 @@ def _variant_label(variant: Any) -> str:
     return "" if variant is None else str(variant)
 
 
-def _trial_from_entry(index: int, entry: Any) -> TrialInfo:
-    if not isinstance(entry, dict):
-        entry = {}
-    trial_id = str(entry.get("trial_id") or f"trial-{index}")
+def _trial_from_row(row: TrialRow) -> TrialInfo:
     return TrialInfo(
-        phase=str(entry.get("phase") or "unknown"),
-        task=str(entry.get("task") or "unknown"),
-        trial_id=trial_id,
-        path=str(entry.get("path") or ""),
-        kappa=_as_float(entry.get("kappa")),
-        lambda_clip=_as_float(entry.get("lambda_clip")),
-        seed=_as_seed(entry.get("seed")),
-        status=str(entry.get("status") or "UNKNOWN").upper(),
-        variant=_variant_label(entry.get("variant")),
-        error=str(entry.get("error") or ""),
+        phase=str(row.phase),
+        task=row.task,
+        trial_id=row.trial_id,
+        path=row.path,
+        kappa=_as_float(row.kappa),
+        lambda_clip=_as_float(row.lambda_clip),
+        seed=row.seed,
+        status=str(row.status),
+        variant=_variant_label(row.variant),
+        error=row.error or "",
     )
 
 
@@ -263,7 +235,8 @@ def _fill_from_params(trial: TrialInfo, params: dict[str, Any]) -> None:
         if math.isnan(getattr(trial, name)):
             setattr(trial, name, _as_float(metric_value(params, name)))
     if trial.seed is None:
-        trial.seed = _as_seed(metric_value(params, "seed"))
+        seed = _as_float(metric_value(params, "seed"))
+        trial.seed = None if math.isnan(seed) else int(seed)
 
 
 def _read_params(trial_dir: Path, trial: TrialInfo) -> dict[str, Any] | None:
@@ -292,13 +265,13 @@ def _read_results(trial_dir: Path, trial: TrialInfo) -> list[dict[str, Any]]:
 def load_experiment(run_dir: str | Path) -> Experiment:
     """Read the manifest and every trial's results; raise only if it is no experiment."""
     run_dir = Path(run_dir)
-    manifest = _read_manifest(run_dir)
-    suite = str(manifest.get("suite", "unknown"))
+    record = _read_record(run_dir)
+    suite = record.suite
     trials: list[TrialInfo] = []
     rows: list[dict[str, Any]] = []
     all_params: dict[str, dict[str, Any]] = {}
-    for index, entry in enumerate(manifest["trials"]):
-        trial = _trial_from_entry(index, entry)
+    for row in record.trials:
+        trial = _trial_from_row(row)
         trials.append(trial)
         trial_dir = run_dir / trial.path if trial.path else None
         if trial_dir is None or not trial_dir.is_dir():
@@ -308,16 +281,9 @@ def load_experiment(run_dir: str | Path) -> Experiment:
             if params is not None:
                 all_params[trial.trial_id] = params
                 _fill_from_params(trial, params)
-            if (trial_dir / ERROR_FILE).is_file() and trial.status == "UNKNOWN":
-                # Tune leaves error.txt behind a failed trial; trust it only where the
-                # manifest is silent, since a trial retried from its checkpoint keeps it.
-                trial.status = "ERROR"
             results = _read_results(trial_dir, trial)
             trial.num_results = len(results)
             rows.extend(_rows_for_trial(suite, trial, results))
-        if trial.status == "UNKNOWN" and trial.num_results:
-            # A manifest without statuses: results on disk count as finished.
-            trial.status = "TERMINATED"
         if trial.status not in COMPLETE_STATUSES:
             trial.problems.append(
                 f"status {trial.status}" + (f": {trial.error}" if trial.error else "")
@@ -325,5 +291,5 @@ def load_experiment(run_dir: str | Path) -> Experiment:
     results_frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     results_frame["seed"] = results_frame["seed"].astype("Int64")
     return Experiment(
-        run_dir=run_dir, manifest=manifest, trials=trials, results=results_frame, params=all_params
+        run_dir=run_dir, record=record, trials=trials, results=results_frame, params=all_params
     )

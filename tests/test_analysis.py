@@ -15,8 +15,7 @@ import pytest
 
 from analysis import aggregate as aggregate_module
 from analysis.aggregate import aggregate, main
-from analysis.experiment import RESULT_COLUMNS, load_experiment
-from analysis.fake_experiment import FakeTrial, write_fake_experiment
+from analysis.experiment import RESULT_COLUMNS, NotAnExperimentError, load_experiment
 from analysis.stats import (
     SUITE_AVERAGE_LABEL,
     iqm_with_ci,
@@ -27,6 +26,7 @@ from analysis.stats import (
 )
 from diffcps_ray.cli import run_main
 from diffcps_ray.errors import DiffCPSError
+from tests.fake_experiment import FakeTrial, write_fake_experiment
 
 REPS = 300  # bootstrap resamples: enough for a CI, quick on 2 cores
 
@@ -256,7 +256,7 @@ def test_failed_and_missing_trials_are_reported_not_crashed_on(tmp_path: Path) -
                   write_error_file=True, error="Trial stopped: learners/critic_loss became nan."),
         FakeTrial("confirm", "hopper-medium-v2", 4, 0.05, 0.0, [], write_results=False),
         FakeTrial("confirm", "pointmaze-umaze", 3, 0.1, 0.3, [], write_dir=False,
-                  status="PENDING"),
+                  status="INTERRUPTED"),
     ]
     run_dir = write_fake_experiment(tmp_path / "exp", trials)
     # A torn last line (a crash mid-write) in one good trial.
@@ -279,14 +279,28 @@ def test_failed_and_missing_trials_are_reported_not_crashed_on(tmp_path: Path) -
     assert "4 of 9 trial(s) had a problem" in section
 
 
-def test_error_file_marks_a_trial_failed_where_the_manifest_has_no_status(tmp_path: Path) -> None:
+def test_a_record_without_a_trial_status_is_refused_in_one_sentence(tmp_path: Path) -> None:
     trials = [FakeTrial("confirm", "pointmaze-umaze", 0, 0.1, 0.3, [5.0], write_error_file=True)]
     run_dir = write_fake_experiment(tmp_path / "exp", trials)
     manifest = json.loads((run_dir / "experiment.json").read_text())
     del manifest["trials"][0]["status"]
     (run_dir / "experiment.json").write_text(json.dumps(manifest))
-    trial = load_experiment(run_dir).trials[0]
-    assert trial.status == "ERROR" and not trial.usable
+    with pytest.raises(NotAnExperimentError, match=r"not a valid experiment record \(missing "
+                                                   r"key 'status'\)\.$"):
+        load_experiment(run_dir)
+
+
+def test_an_older_record_format_says_what_to_do(tmp_path: Path) -> None:
+    run_dir = write_fake_experiment(tmp_path / "exp", confirm_trials())
+    manifest = json.loads((run_dir / "experiment.json").read_text())
+    manifest["format_version"] = 2
+    (run_dir / "experiment.json").write_text(json.dumps(manifest))
+    with pytest.raises(NotAnExperimentError) as raised:
+        load_experiment(run_dir)
+    message = str(raised.value)
+    assert "format 2" in message and "reads format 3" in message
+    assert "run the sweep again with this version" in message
+    assert len(message.splitlines()) == 1
 
 
 def test_not_an_experiment_is_one_sentence_and_nonzero(
@@ -333,7 +347,7 @@ def test_a_failure_while_writing_leaves_the_previous_output(
 
 def test_fake_experiment_writes_tune_format(experiment_dir: Path) -> None:
     manifest = json.loads((experiment_dir / "experiment.json").read_text())
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     entry = manifest["trials"][0]
     # The contract's keys (docs/interfaces.md) plus what the tune command adds.
     assert {"phase", "task", "trial_id", "path", "kappa", "lambda_clip", "seed",

@@ -11,6 +11,7 @@ through this same loop in that env; its score is the success rate x 100.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -71,7 +72,8 @@ def evaluate_policy(
 ) -> dict[str, float]:
     """Run exactly ``num_episodes`` episodes of ``task`` with ``act_fn``; summary statistics.
 
-    Returns normalized_score (of the mean return), normalized_score_std (across episodes),
+    Returns normalized_score (of the mean return), normalized_score_std (the sample spread across
+    episodes, NaN for one episode),
     episode_return_mean/std, episode_length_mean, num_episodes and, for goal tasks,
     success_rate (the share of episodes that reached the goal at least once). In a
     recorded goal env (``spec.scores_success``) the normalised scores are 100 x success.
@@ -144,11 +146,14 @@ def evaluate_policy(
     else:
         normalized = np.array([spec.normalized_score(r) for r in returns])
         score = float(spec.normalized_score(returns.mean()))
+    # Sample spreads (ddof 1): they estimate the episode-to-episode noise, which the
+    # sweep's selection turns into standard errors; one episode cannot estimate it (NaN).
+    undefined = num_episodes < 2
     result = {
         "normalized_score": score,
-        "normalized_score_std": float(normalized.std()),
+        "normalized_score_std": math.nan if undefined else float(normalized.std(ddof=1)),
         "episode_return_mean": float(returns.mean()),
-        "episode_return_std": float(returns.std()),
+        "episode_return_std": math.nan if undefined else float(returns.std(ddof=1)),
         "episode_length_mean": float(lengths.mean()),
         "num_episodes": num_episodes,
     }

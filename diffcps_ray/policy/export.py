@@ -19,6 +19,7 @@ from diffcps_ray.policy.sources import (
     confirm_context,
     local_path,
 )
+from diffcps_ray.tune.record import ExperimentRecord
 
 
 def policy_dir(experiment_dir: Path, task: str, seed: Any, kind: str) -> Path:
@@ -28,13 +29,13 @@ def policy_dir(experiment_dir: Path, task: str, seed: Any, kind: str) -> Path:
 
 def export_sweep_policies(
     experiment_dir: str | Path,
-    manifest: dict[str, Any],
+    record: ExperimentRecord,
     log: Callable[[str], None] = print,
     tasks: list[str] | None = None,
 ) -> list[Path]:
     """Export every confirmation trial's best and final checkpoint; return the directories.
 
-    ``manifest``: the experiment.json dict (its confirm rows name the checkpoints, see
+    ``record``: the experiment's record (its confirm rows name the checkpoints, see
     ``confirm_checkpoints``). ``tasks``: only these tasks (default: all). A storage URI
     other than ``file://`` is skipped with a log line (export from a local copy instead).
     A checkpoint that cannot be read is logged and skipped; the others are still exported.
@@ -46,7 +47,7 @@ def export_sweep_policies(
         return []
     root = local_path(text)
     written = []
-    for item in confirm_checkpoints(root, manifest, log):
+    for item in confirm_checkpoints(root, record, log):
         if tasks is not None and item.task not in tasks:
             continue
         target = policy_dir(root, item.task, item.seed, item.kind)
@@ -54,15 +55,16 @@ def export_sweep_policies(
             policy = checkpoint_policy(item.path, confirm_context(root, item))
             policy.provenance["checkpoint"] = _relative(item.path, root)
             policy.provenance.pop("trial", None)
-            policy.provenance["trial_path"] = str(item.row.get("path"))
+            policy.provenance["trial_path"] = item.row.path
             policy.provenance["experiment"] = root.name
             policy.save(target)
         except (PolicyError, OSError) as error:
             log(f"[policies] {item.task} seed {item.seed} {item.kind}: not exported ({error})")
             continue
         score = "no recorded score" if policy.score is None else f"score {policy.score:.1f}"
+        ended = "" if item.row.complete else f"; the run ended {item.run_status}"
         log(f"[policies] {item.task} seed {item.seed} {item.kind} ({score}, iteration "
-            f"{policy.provenance.get('iteration')}) -> {target}")
+            f"{policy.provenance.get('iteration')}{ended}) -> {target}")
         written.append(target)
     return written
 

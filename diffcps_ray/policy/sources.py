@@ -32,6 +32,13 @@ from diffcps_ray.policy.core import (
     read_policy_json,
 )
 from diffcps_ray.results import finite_number
+from diffcps_ray.tune.record import (
+    CheckpointKind,
+    ExperimentRecord,
+    Phase,
+    RecordError,
+    TrialRow,
+)
 
 EXPERIMENT_FILE = "experiment.json"
 SUMMARY_FILE = "summary.json"
@@ -40,7 +47,6 @@ RESULT_FILE = "result.json"
 TRAIN_POLICY_DIR = "policy"
 TRAIN_CHECKPOINT_DIR = "checkpoint"
 POLICIES_DIR = "policies"  # <experiment>/policies/<task>/seed_<k>/{best,final}/
-CHECKPOINT_KINDS = ("best", "final")
 
 
 class NotAPolicyPathError(PolicyError):
@@ -339,77 +345,62 @@ class ConfirmCheckpoint:
 
     task: str
     seed: int | None
-    kind: str  # "best" | "final"
+    kind: CheckpointKind
     path: Path
     score: float | None
     iteration: int | None
-    row: dict[str, Any]
+    row: TrialRow
+
+    @property
+    def run_status(self) -> str:
+        """How the trial ended: a best checkpoint of a trial that later failed is kept."""
+        return str(self.row.status)
 
 
-def confirm_checkpoints(experiment_dir: Path, manifest: dict[str, Any],
+def confirm_checkpoints(experiment_dir: Path, record: ExperimentRecord,
                         log: Callable[[str], None] | None = None) -> list[ConfirmCheckpoint]:
     """Every best/final checkpoint the confirmation trials kept.
 
-    Rows carry ``checkpoints: {"best": {"path", "iteration", "score"} | None, "final": ...}``
-    (paths relative to the experiment directory); a row without it falls back to the newest
-    ``checkpoint_*`` of its trial directory as the final one.
+    A trial that failed after its best evaluation (a NaN later on) still has a best-of-run
+    checkpoint with a known score: it is a result, kept and labelled by the trial's status.
+    Its last checkpoint is not a final policy, so only finished trials give a ``final``.
     """
     found = []
-    for row in manifest.get("trials") or []:
-        if not isinstance(row, dict) or row.get("phase") != "confirm":
-            continue
-        if row.get("status") == "ERROR" or not row.get("task"):
-            continue
-        seed = row.get("seed")
-        recorded = row.get("checkpoints")
-        if isinstance(recorded, dict):
-            for kind in CHECKPOINT_KINDS:
-                entry = recorded.get(kind)
-                if not isinstance(entry, dict) or not entry.get("path"):
-                    continue
-                path = experiment_dir / str(entry["path"])
-                if algorithm_dir(path) is None:
-                    if log:
-                        log(f"[policies] {row['task']} seed {seed}: the {kind} checkpoint "
-                            f"{path} is missing, skipping it.")
-                    continue
-                found.append(ConfirmCheckpoint(
-                    task=str(row["task"]), seed=seed, kind=kind, path=path,
-                    score=finite_number(entry.get("score")), iteration=entry.get("iteration"),
-                    row=row,
-                ))  # fmt: skip
-            continue
-        trial_dir = experiment_dir / str(row.get("path") or "")
-        newest = newest_checkpoint(trial_dir) if row.get("path") else None
-        if newest is None:
-            if log:
-                log(f"[policies] {row['task']} seed {seed}: no checkpoint in {trial_dir}.")
-            continue
-        found.append(ConfirmCheckpoint(
-            task=str(row["task"]), seed=seed, kind="final", path=newest,
-            score=None, iteration=None, row=row,
-        ))  # fmt: skip
+    for row in record.trials_of(Phase.CONFIRM):
+        for kind in CheckpointKind:
+            entry = row.checkpoint(kind)
+            if entry is None:
+                continue
+            if kind == CheckpointKind.FINAL and not row.complete:
+                continue
+            path = experiment_dir / entry.path
+            if algorithm_dir(path) is None:
+                if log:
+                    log(f"[policies] {row.task} seed {row.seed}: the {kind} checkpoint "
+                        f"{path} is missing, skipping it.")
+                continue
+            found.append(ConfirmCheckpoint(
+                task=row.task, seed=row.seed, kind=kind, path=path, score=entry.score,
+                iteration=entry.iteration, row=row,
+            ))  # fmt: skip
     return found
 
 
 def confirm_context(experiment_dir: Path, item: ConfirmCheckpoint) -> CheckpointContext:
-    """The checkpoint's trial context, with the manifest's iteration and score."""
-    trial_dir = experiment_dir / str(item.row.get("path") or "")
-    extra = {"experiment": str(experiment_dir), "checkpoint_kind": item.kind}
+    """The checkpoint's trial context, with the record's iteration and score."""
+    trial_dir = experiment_dir / item.row.path
+    extra = {"experiment": str(experiment_dir), "checkpoint_kind": str(item.kind),
+             "run_status": item.run_status}
     if (trial_dir / PARAMS_FILE).is_file():
         context = _trial_context(trial_dir, **extra)
     else:
         context = CheckpointContext(task=item.task, provenance={"kind": "trial", **extra})
-    context.provenance.update(trial_id=item.row.get("trial_id"), seed=item.seed,
-                              phase="confirm")
+    context.provenance.update(trial_id=item.row.trial_id, seed=item.seed, phase="confirm")
     context.task = item.task
     if item.iteration is not None:
         context.iteration = int(item.iteration)
     if item.score is not None:
         context.score = item.score
-    elif item.kind == "final" and item.iteration is None:
-        # The newest checkpoint is the trial's last iteration: its final score.
-        context.score = finite_number(item.row.get("score"))
     return context
 
 
@@ -417,24 +408,25 @@ def exported_policies(experiment_dir: Path) -> dict[str, list[Path]]:
     """Task -> its exported policy directories under ``<experiment>/policies/``."""
     found: dict[str, list[Path]] = {}
     for policy_json in sorted((experiment_dir / POLICIES_DIR).glob(f"*/*/*/{POLICY_FILE}")):
+        relative = policy_json.relative_to(experiment_dir / POLICIES_DIR).parts
+        if any(part.startswith(".") for part in relative):
+            continue  # an interrupted export's temporary or replaced directory
         found.setdefault(policy_json.parents[2].name, []).append(policy_json.parent)
     return found
 
 
-def experiment_tasks(manifest: dict[str, Any]) -> list[str]:
-    tasks = {row.get("task") for row in manifest.get("trials") or [] if isinstance(row, dict)}
-    return sorted(str(t) for t in tasks if t)
-
-
 def experiment_policies(experiment_dir: Path) -> dict[str, PolicyRef]:
     """Task -> the best confirmed policy (highest recorded score) of that task."""
-    manifest = _read_json(experiment_dir / EXPERIMENT_FILE)
+    try:
+        record = ExperimentRecord.load(experiment_dir)
+    except RecordError as error:
+        raise PolicyError(str(error)) from None
     refs: dict[str, PolicyRef] = {}
     exported = exported_policies(experiment_dir)
     for task, directories in exported.items():
         refs[task] = _best(_exported_ref(d) for d in directories)
     by_task: dict[str, list[ConfirmCheckpoint]] = {}
-    for item in confirm_checkpoints(experiment_dir, manifest):
+    for item in confirm_checkpoints(experiment_dir, record):
         if item.task not in refs:
             by_task.setdefault(item.task, []).append(item)
     for task, items in by_task.items():
@@ -448,14 +440,14 @@ def experiment_policies(experiment_dir: Path) -> dict[str, PolicyRef]:
             ))  # fmt: skip
         refs[task] = _best(candidates)
     if not refs:
-        tasks = experiment_tasks(manifest)
+        tasks = record.tasks()
         raise PolicyError(
             f"{experiment_dir} has no confirmed policy"
             + (f" for {', '.join(tasks)}" if tasks else "")
             + ": its confirmation phase has not finished."
         )
     # Tasks of the experiment without a confirmed policy are named in errors, not dropped.
-    for task in experiment_tasks(manifest):
+    for task in record.tasks():
         refs.setdefault(task, _missing_ref(experiment_dir, task))
     return dict(sorted(refs.items()))
 

@@ -37,6 +37,7 @@ DEFAULT_DATA_CPUS = 2.0
 # Tune logger callbacks --logger adds (diffcps_ray.tune.reporting.logger_callbacks).
 LOGGERS = ("tensorboard", "wandb", "mlflow")
 INTERRUPTED_EXIT = 130  # the shell's status for a process ended by SIGINT
+NO_RESULT_EXIT = 3  # the sweep finished, but a task produced no result
 # Defaults of the options a resumed sweep may change (None in the parser: "not given").
 RESUMABLE_DEFAULTS = {"gpus_per_trial": 0.0, "cpus_per_trial": 1.0, "max_concurrent": None,
                       "data_cpus": DEFAULT_DATA_CPUS, "address": None, "loggers": []}
@@ -46,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = PlainArgumentParser(
         prog="python -m diffcps_ray.tune",
         description=(
-            "Tune DiffCPS's kappa and lambda_clip for every task of a suite with Ray Tune + "
-            "OptunaSearch and ASHA, then re-run the best config per task with several seeds."
+            "Tune DiffCPS's kappa and lambda_clip for every task of a suite with Ray Tune "
+            "(an Optuna study per task, ASHA early stopping), then re-run the chosen config "
+            "per task with several seeds. Exit status: 0 done, 2 bad input, 3 a task "
+            "produced no result, 130 interrupted (--resume continues)."
         ),
     )
     parser.add_argument("--suite", default="pointmaze",
@@ -111,18 +114,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # A missing tracker package stops here, before data preparation and Ray.
     check_loggers(args.loggers or [])
-    from diffcps_ray.tune.sweep import (
-        Sweep,
-        SweepInterruptedError,
-        SweepOptions,
-        elapsed,
-        start_ray,
-        summarise,
-    )
+    from diffcps_ray.tune.console import elapsed, summarise
+    from diffcps_ray.tune.ray_start import start_ray
+    from diffcps_ray.tune.sweep import Sweep, SweepInterruptedError, SweepOptions, resume_command
 
     name = args.name or f"{args.suite}-{args.budget}"
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
-    resume_hint = f"python -m diffcps_ray.tune --storage {storage} --name {name} --resume"
+    resume_hint = resume_command(storage, name)
     given = {key: getattr(args, key) for key in RESUMABLE_DEFAULTS
              if getattr(args, key) is not None}
     if args.loggers:
@@ -154,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
             **{**RESUMABLE_DEFAULTS, **given},
         )
     suite = load_suite(opts.suite, opts.base)
-    budget = suite.budget(opts.budget)
 
     sweep = None
     started = False
@@ -162,16 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         with _signals_stop_the_sweep():
             from diffcps_ray.tune.data_prep import prepare_data
 
-            # Before Ray: a missing D4RL file stops here with one sentence.
-            prepare_data(suite, opts.tasks, Path(opts.data_root), budget.transitions)
             command = "python -m diffcps_ray.tune " + shlex.join(
                 sys.argv[1:] if argv is None else argv)
             sweep = Sweep(suite, opts, command, resume=args.resume)
-            started = start_ray(opts)
+            # Before Ray: a missing D4RL file stops here with one sentence. A resumed sweep
+            # keeps the budget (and so the data) it started with.
+            prepare_data(suite, opts.tasks, Path(opts.data_root), sweep.budget.transitions)
+            started = start_ray(opts.address, opts.data_cpus)
             # Ray's driver start-up installs a SIGTERM handler that exits at once; ours
             # stops Tune cleanly instead.
             signal.signal(signal.SIGTERM, _terminate)
-            manifest = sweep.run()
+            record = sweep.run()
     except (KeyboardInterrupt, SweepInterruptedError):
         if sweep is not None:
             sweep.mark_interrupted()
@@ -185,8 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             ray.shutdown()
     print()
     print(f"Experiment: {sweep.store.uri} (experiment.json lists every trial)")
-    for line in summarise(manifest, suite, budget.confirm.eval_episodes):
+    for line in summarise(record, suite):
         print("  " + line)
+    failed = sweep.failed_tasks()
+    if failed:
+        print(f"Finished in {elapsed(start)}, but {len(failed)} task(s) produced no result: "
+              + "; ".join(f"{task} ({why})" for task, why in failed.items()), file=sys.stderr)
+        return NO_RESULT_EXIT
     print(f"Done in {elapsed(start)}.")
     return 0
 
@@ -214,16 +217,15 @@ def _signals_stop_the_sweep() -> Iterator[None]:
 
 
 def _saved_options(storage: str, name: str) -> dict | None:
-    from diffcps_ray.tune.manifest import ExperimentStore
+    from diffcps_ray.tune.store import ExperimentStore
+    from diffcps_ray.tune.sweep import SweepOptions
 
     store = ExperimentStore(storage, name)
     if not store.exists():
         print(f"Nothing to resume in {store.uri}; starting it.")
         return None
-    options = store.read_json().get("options")
-    if not isinstance(options, dict):
+    options = store.read_record().options
+    if not options:
         raise ConfigError(f"{store.uri}/experiment.json has no recorded options to resume.")
-    from diffcps_ray.tune.sweep import SweepOptions
-
     known = {field.name for field in fields(SweepOptions)}
     return {k: v for k, v in options.items() if k in known}

@@ -29,6 +29,7 @@ import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from diffcps_ray.errors import ConfigError
+from diffcps_ray.tune.trial_config import zero_floor_value
 
 # Package data: a non-editable install (pip install .) on every node ships the suites.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "tune_configs"
@@ -56,11 +57,14 @@ class SearchRange:
             return self.low
         return self.paper
 
+    @property
+    def zero_below(self) -> float:
+        """Sampled values at or below this run as 0 (0: no zero floor)."""
+        return self.low if self.zero_floor else 0.0
+
     def effective_value(self, value: float) -> float:
-        """The value a trial runs with: at or below the floor means exactly 0."""
-        if self.zero_floor and value <= self.low * (1.0 + 1e-9):
-            return 0.0
-        return float(value)
+        """The value a trial runs with: at or below a zero floor means exactly 0."""
+        return zero_floor_value(float(value), self.zero_below)
 
 
 # The file's own types are pydantic dataclasses: the YAML is checked against their fields

@@ -2,7 +2,7 @@
 
 Why a thin wrapper instead of passing the DiffCPS Algorithm class to Tune directly:
 - the trial's config stays small and flat (task, kappa, lambda_clip, seed, settings
-  overrides, run lengths), which is what OptunaSearch samples, what params.json and the
+  overrides, run lengths), which is what the sweep's searcher proposes, what params.json and the
   analysis read, and what experiment.json records;
 - each result is checked for non-finite losses: the trial stops with an error naming the
   metric (and a retry does not train into the same NaN again);
@@ -22,6 +22,8 @@ from typing import Any, Protocol
 from ray import tune
 
 from diffcps_ray.errors import DiffCPSError
+from diffcps_ray.results import finite_number, metric_value
+from diffcps_ray.tune.suites import METRIC
 
 # Keys Tune's Trainable sets itself; an inner Algorithm's copies would shadow ours.
 _TRAINABLE_KEYS = frozenset(
@@ -34,6 +36,9 @@ _TRAINABLE_KEYS = frozenset(
     }
 )
 NAN_MARKER = "nonfinite_metric.txt"
+# A top-level result key (Tune ranks checkpoints only by those): the evaluation score of
+# an evaluated iteration, NaN elsewhere. tune/adapters.py's checkpoint_config uses it.
+CHECKPOINT_SCORE = "checkpoint_score"
 # The agent's training metrics (docs/interfaces.md) that must stay finite. Not every
 # learner metric: RLlib reports some as NaN on purpose (num_trainable_parameters), and
 # evaluation scores are NaN before the first evaluation.
@@ -127,9 +132,15 @@ class DiffCPSTrial(tune.Trainable):
         raw = self.algorithm.train()
         result = {k: v for k, v in raw.items() if k not in _TRAINABLE_KEYS}
         # Checkpoint where an evaluation scored the weights: the best-scoring checkpoint
-        # is then a policy with a known score (the end is checkpointed by Tune).
+        # is then a policy with a known score (the end is checkpointed by Tune). Results
+        # carry the last evaluation forward, so only an evaluated iteration has a
+        # checkpoint score; Tune ranks the NaN of the others lowest.
         interval = int(self.config.get("run", {}).get("eval_interval", 0) or 0)
-        result["should_checkpoint"] = bool(interval) and (self.iteration + 1) % interval == 0
+        evaluated = bool(interval) and (self.iteration + 1) % interval == 0
+        result["should_checkpoint"] = evaluated
+        score = metric_value(result, METRIC)
+        result[CHECKPOINT_SCORE] = (float(score) if evaluated and finite_number(score)
+                                    is not None else math.nan)
         learners = result.get("learners") or {}
         for module, metrics in learners.items():
             if not isinstance(metrics, Mapping):
@@ -149,7 +160,7 @@ class DiffCPSTrial(tune.Trainable):
                 raise NonFiniteMetricError(message)
         # What this trial runs with, as metrics: the status table and TensorBoard show the
         # effective lambda_clip (0 for a zero-floor range's floor), not the sampled value.
-        from diffcps_ray.tune.bridge import effective_lambda_clip
+        from diffcps_ray.tune.trial_config import effective_lambda_clip
 
         result["kappa"] = float(self.config["kappa"])
         result["lambda_clip"] = effective_lambda_clip(self.config)
@@ -169,9 +180,6 @@ class DiffCPSTrial(tune.Trainable):
             self.algorithm = None
 
     def _marker_path(self) -> Path | None:
-        # The trial's local directory on this node (cwd is the trial dir under Tune).
-        try:
-            directory = self._storage.trial_working_directory if self._storage else None
-        except AttributeError:
-            directory = None
-        return Path(directory) / NAN_MARKER if directory else None
+        # The trial's directory on this node (Tune's public Trainable.logdir; reset()
+        # points it at the next trial before reset_config runs).
+        return Path(self.logdir) / NAN_MARKER if self.logdir else None

@@ -1,9 +1,8 @@
-"""Write a small experiment directory in the exact on-disk format, for tests and demos.
+"""Write a small experiment directory in the exact on-disk format, for the analysis tests.
 
-It writes what ``python -m diffcps_ray.tune`` and Tune write (docs/interfaces.md and
-diffcps_ray/tune/sweep.py): ``experiment.json`` (format_version 2; per-phase state with the
-search's recorded best trial; one row per trial with phase, task, trial_id, path, kappa,
-lambda_clip, seed, status, iterations, score, best_score, error) and, per trial directory
+It writes what ``python -m diffcps_ray.tune`` and Tune write (docs/interfaces.md):
+``experiment.json`` through the sweep's own ExperimentRecord (per-phase state with the
+search's recorded best trial; one row per trial) and, per trial directory
 (``sweep/search_<id>``, ``sweep/confirm_<id>``), Tune's own files:
 ``params.json`` (the config, ``json.dump(indent=2, sort_keys=True)`` as Tune's
 JsonLoggerCallback does), ``result.json`` (one JSON object per line: the nested result
@@ -20,6 +19,21 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from diffcps_ray.tune.record import (
+    ExperimentRecord,
+    ExperimentStatus,
+    Phase,
+    RunPhase,
+    SearchPhase,
+    SearchTask,
+    TaskState,
+    TaskStatus,
+    TrialRow,
+    TrialStatus,
+)
+from diffcps_ray.tune.selection import pick_best
+from diffcps_ray.tune.store import trial_path
 
 
 @dataclass
@@ -48,10 +62,6 @@ class FakeTrial:
     @property
     def iterations(self) -> int:
         return len(self.scores) * self.eval_interval
-
-    @property
-    def phase_dir(self) -> str:
-        return "sweep"  # one Tune experiment for every task and phase
 
 
 def _flatten(result: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -156,31 +166,29 @@ def _write_trial_dir(trial_dir: Path, trial: FakeTrial) -> None:
             writer.writerows(flat)
 
 
-def _search_phase(trials: list[FakeTrial], entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _search_phase(trials: list[FakeTrial], rows: list[TrialRow]) -> SearchPhase:
     """phases.search as the tune command keeps it, with its best pick per task."""
-    tasks: dict[str, Any] = {}
+    tasks: dict[str, SearchTask] = {}
     for task in sorted({t.task for t in trials if t.phase == "search"}):
-        rows = [e for e in entries if e["phase"] == "search" and e["task"] == task]
-        scored = [r for r in rows if r["status"] != "ERROR" and r["score"] is not None]
-        full = [r for r in scored if r["status"] == "TERMINATED"]
-        pool = full or scored
-        best = max(pool, key=lambda r: r["score"]) if pool else None
-        tasks[task] = {
-            "dir": "sweep",
-            "status": "done",
-            "paper": {"kappa": 0.05, "lambda_clip": 0.0},
-            "ranges": {"kappa": [0.005, 0.5], "lambda_clip": [0.01, 1.0]},
-            "best": None if best is None else {
-                k: best[k] for k in ("trial_id", "path", "kappa", "lambda_clip", "score")
-            },
-            "best_raw": None if best is None else {
-                "kappa": best["kappa"], "lambda_clip": best["lambda_clip"]
-            },
-        }
-    budget = {"iterations": 3, "steps_per_iteration": 1000, "eval_interval": 1,
-              "eval_episodes": 10}
-    return {"metric": "evaluation/normalized_score", "mode": "max", "budget": budget,
-            "tasks": tasks}
+        best = pick_best([r for r in rows if r.phase == Phase.SEARCH and r.task == task])
+        tasks[task] = SearchTask(
+            status=TaskStatus.DONE,
+            paper={"kappa": 0.05, "lambda_clip": 0.0},
+            ranges={"kappa": [0.005, 0.5], "lambda_clip": [0.01, 1.0]},
+            optuna_storage=f"optuna/{task}.journal",
+            study_name=f"fake/{task}",
+            selection="the top-scoring trial",
+            best=None if best is None else {
+                "trial_id": best.trial_id, "path": best.path, "kappa": best.kappa,
+                "lambda_clip": best.lambda_clip, "score": best.score},
+            best_raw=None if best is None else {"kappa": best.kappa,
+                                                "lambda_clip": best.lambda_clip},
+        )
+    return SearchPhase(metric="evaluation/normalized_score", mode="max", budget=BUDGET,
+                       tasks=tasks)
+
+
+BUDGET = {"iterations": 3, "steps_per_iteration": 1000, "eval_interval": 1, "eval_episodes": 10}
 
 
 def write_fake_experiment(
@@ -194,52 +202,36 @@ def write_fake_experiment(
     """Write the experiment; return its directory."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    entries = []
+    rows = []
     for number, trial in enumerate(trials):
         if not trial.trial_id:
             trial.trial_id = f"a1b2c_{number:05d}"
         finite = [s for s in trial.scores if math.isfinite(s)]
-        entries.append(
-            {
-                "phase": trial.phase,
-                "task": trial.task,
-                "trial_id": trial.trial_id,
-                "path": f"{trial.phase_dir}/{trial.phase}_{trial.trial_id}",
-                "kappa": trial.kappa,
-                "lambda_clip": trial.lambda_clip,
-                "seed": trial.seed,
-                "status": trial.status,
-                "iterations": trial.iterations if trial.write_results else 0,
-                "score": finite[-1] if finite and trial.write_results else None,
-                "best_score": max(finite) if finite and trial.write_results else None,
-                "error": trial.error,
-                **({"variant": trial.variant} if trial.variant else {}),
-            }
-        )
+        rows.append(TrialRow(
+            phase=Phase(trial.phase), task=trial.task, trial_id=trial.trial_id,
+            path=trial_path(trial.phase, trial.trial_id), kappa=trial.kappa,
+            lambda_clip=trial.lambda_clip, seed=trial.seed, status=TrialStatus(trial.status),
+            iterations=trial.iterations if trial.write_results else 0,
+            score=finite[-1] if finite and trial.write_results else None,
+            best_score=max(finite) if finite and trial.write_results else None,
+            error=trial.error, variant=trial.variant,
+        ))
         if trial.write_dir:
-            _write_trial_dir(run_dir / entries[-1]["path"], trial)
-    phases: dict[str, Any] = {}
+            _write_trial_dir(run_dir / rows[-1].path, trial)
+    record = ExperimentRecord(
+        suite=suite, budget=budget, command=command,
+        options={"num_samples": 3, "seeds": 3}, budget_settings={},
+        behaviour_scores=behaviour_scores or {}, status=ExperimentStatus.DONE,
+        trials=rows, created="2026-11-24T20:00:00+00:00",
+    )
     if any(t.phase == "search" for t in trials):
-        phases["search"] = _search_phase(trials, entries)
+        record.search = _search_phase(trials, rows)
     for phase in ("confirm", "ablation"):
-        if any(t.phase == phase for t in trials):
-            phases[phase] = {
-                "dir": "sweep",
-                "status": "done",
-                "budget": {"iterations": 3, "steps_per_iteration": 1000, "eval_interval": 1,
-                           "eval_episodes": 10},
-                "seeds": sorted({t.seed for t in trials if t.phase == phase}),
-            }
-    manifest = {
-        "format_version": 2,
-        "suite": suite,
-        "budget": budget,
-        "created": "2026-11-24T20:00:00+00:00",
-        "command": command,
-        "options": {"num_samples": 3, "seeds": 3},
-        "behaviour_scores": behaviour_scores or {},
-        "phases": phases,
-        "trials": entries,
-    }
-    (run_dir / "experiment.json").write_text(json.dumps(manifest, indent=2))
+        phase_trials = [t for t in trials if t.phase == phase]
+        if phase_trials:
+            setattr(record, phase, RunPhase(
+                budget=BUDGET, seeds=sorted({t.seed for t in phase_trials}),
+                tasks={t.task: TaskState(TaskStatus.DONE) for t in phase_trials},
+                status=TaskStatus.DONE))
+    record.save(run_dir)
     return run_dir
