@@ -425,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
                       trainable=stand_in(args.seconds_per_iteration), callbacks=[timeline],
                       export_policies=False)
         start, wall_start, cpu_start = time.monotonic(), time.time(), time.process_time()
-        manifest = sweep.run()
+        manifest = sweep.run().to_dict()
         makespan = time.monotonic() - start
         driver_cpu_s = time.process_time() - cpu_start
     finally:

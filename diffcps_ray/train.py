@@ -146,7 +146,7 @@ def init_ray(address: str | None, threads: int) -> bool:
     import ray
 
     # The sweep's quiet start-up settings (token authentication, worker start-up).
-    from diffcps_ray.tune.reporting import ray_init_settings, worker_env
+    from diffcps_ray.tune.ray_start import ray_init_settings, worker_env
 
     if ray.is_initialized():
         return False

@@ -1,4 +1,4 @@
-"""The sweep's configs, CLI checks, manifest and helpers (no Ray started here)."""
+"""The sweep's suites, CLI checks and trial-config bridge (no Ray started here)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,12 @@ import pytest
 
 from diffcps_ray.algorithm.config import DiffCPSSettings
 from diffcps_ray.errors import ConfigError, MissingDataError
-from diffcps_ray.tune.manifest import (
-    FORMAT_VERSION,
-    ExperimentStore,
-    new_manifest,
-    replace_trials,
-)
 from diffcps_ray.tune.suites import (
-    METRIC,
     SETTINGS_FIELDS,
     SearchRange,
     list_suites,
     load_suite,
 )
-from diffcps_ray.tune.sweep import keep_paper_within_noise, pick_best, searcher_seed
 from diffcps_ray.tune.trainable import first_nonfinite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,70 +257,10 @@ def test_generated_data_is_reused_only_from_the_same_recipe(tmp_path: Path) -> N
     )
 
 
-def test_manifest_store_relative_paths_and_trial_rows(tmp_path: Path) -> None:
-    store = ExperimentStore(str(tmp_path), "exp")
-    assert not store.exists()
-    manifest = new_manifest("pointmaze", "smoke", "cmd", {"seeds": 2})
-    replace_trials(manifest, "search", "a", [{"phase": "search", "task": "a", "trial_id": "1"}])
-    replace_trials(manifest, "search", "b", [{"phase": "search", "task": "b", "trial_id": "2"}])
-    replace_trials(manifest, "search", "a", [{"phase": "search", "task": "a", "trial_id": "3"}])
-    assert [t["trial_id"] for t in manifest["trials"]] == ["2", "3"]
-    store.write_json(manifest)
-    assert store.read_json()["format_version"] == FORMAT_VERSION
-    assert store.relative(str(tmp_path / "exp" / "sweep" / "confirm_x")) == "sweep/confirm_x"
-
-
-def _search_row(kappa: float, lambda_clip: float, score: float, status: str = "TERMINATED",
-                score_std: float | None = 20.0) -> dict:
-    return {"status": status, "score": score, "kappa": kappa, "lambda_clip": lambda_clip,
-            "score_std": score_std, "eval_episodes": 10}
-
-
-def test_a_searched_config_must_beat_the_papers_beyond_evaluation_noise() -> None:
-    paper = {"kappa": 0.05, "lambda_clip": 0.0}
-    # 10 episodes with a spread of 20 points: each score +-6.3, their difference +-8.9,
-    # so a searched config needs a lead of 2 x 8.9 = 17.9 points.
-    paper_row = _search_row(0.05, 0.0, 60.0)
-    close = _search_row(0.2, 1.5, 75.0)
-    rows = [paper_row, close, _search_row(0.1, 0.5, 40.0)]
-    best, why = keep_paper_within_noise(pick_best(rows), rows, paper)
-    assert best is paper_row
-    assert why == (
-        "kept the paper's config: the top trial led it by 15.0 points, less than 2 standard "
-        "errors of the difference (17.9)"
-    )
-    clear = _search_row(0.2, 1.5, 80.0)
-    assert keep_paper_within_noise(clear, [paper_row, clear], paper) == (clear, None)
-    # The paper's trial must have run as long and have a measured spread.
-    stopped = _search_row(0.05, 0.0, 74.0, status="STOPPED_EARLY")
-    assert keep_paper_within_noise(close, [stopped, close], paper) == (close, None)
-    unmeasured = _search_row(0.05, 0.0, 74.0, score_std=None)
-    assert keep_paper_within_noise(close, [unmeasured, close], paper) == (close, None)
-    assert keep_paper_within_noise(None, [], paper) == (None, None)
-
-
-def test_pick_best_prefers_full_length_trials() -> None:
-    rows = [
-        {"status": "STOPPED_EARLY", "score": 90.0},
-        {"status": "TERMINATED", "score": 70.0},
-        {"status": "ERROR", "score": 99.0},
-        {"status": "TERMINATED", "score": None},
-    ]
-    assert pick_best(rows)["score"] == 70.0
-    assert pick_best([{"status": "ERROR", "score": None}]) is None
-
-
 def test_first_nonfinite_names_the_flattened_metric() -> None:
     result = {"learners": {"default_policy": {"critic_loss": 0.1, "actor_loss": math.inf}}}
     assert first_nonfinite(result) == ("learners/default_policy/actor_loss", math.inf)
     assert first_nonfinite({"a": {"b": 1.0}, "c": True}) is None
-
-
-def test_searcher_seed_is_stable() -> None:
-    assert searcher_seed("pointmaze", "pointmaze-umaze") == searcher_seed(
-        "pointmaze", "pointmaze-umaze"
-    )
-    assert searcher_seed("a", "x") != searcher_seed("a", "y")
 
 
 def test_bridge_builds_the_trials_diffcps_config() -> None:
@@ -337,7 +269,8 @@ def test_bridge_builds_the_trials_diffcps_config() -> None:
     config = {
         "phase": "ablation", "task": "antmaze-large-play-v2", "kappa": 0.1,
         "lambda_clip": 0.001, "seed": 3, "settings": {"T": 15},
-        "run": {"data_root": "/nowhere", "steps_per_iteration": 7, "eval_interval": 2,
+        "run": {"data_root": "/nowhere", "iterations": 4, "steps_per_iteration": 7,
+                "eval_interval": 2,
                 "eval_episodes": 4, "lambda_clip_zero_below": 0.001, "num_gpus": 0.0},
     }
     algo_config = algorithm_config(config)
@@ -349,109 +282,6 @@ def test_bridge_builds_the_trials_diffcps_config() -> None:
     assert algo_config.resolved_gradient_steps == 7
     assert algo_config.resolved_eval_interval == 2
     assert algo_config.seed == 3 and algo_config.num_learners == 0
-
-
-class _Driver:
-    """The driver side of a sweep plan (tune/sweep.py's Sweep in production)."""
-
-    def __init__(self) -> None:
-        import optuna
-
-        self.studies = {"a": optuna.create_study(direction="maximize"),
-                        "b": optuna.create_study(direction="maximize")}
-        self.chosen: list[str] = []
-        self.done: list[str] = []
-        self.limit = 8
-        self.plan = None
-
-    def log(self, message: str) -> None:
-        pass
-
-    def attach(self, plan: object) -> None:
-        self.plan = plan
-
-    def trial_limit(self) -> int:
-        return self.limit
-
-    def trial_resources(self) -> dict[str, float]:
-        return {"CPU": 1.0}
-
-    def study(self, task: str):
-        return self.studies[task]
-
-    def search_done(self, task: str, trials: list) -> list[dict]:
-        self.chosen.append(task)
-        return [{"phase": "confirm", "task": task, "seed": 1}]
-
-    def task_done(self, task: str, trials: list) -> None:
-        self.done.append(task)
-
-
-def _two_task_plan(samples: int = 2):
-    from diffcps_ray.tune.plan import SearchSpec, SweepPlan, TaskPlan
-
-    def spec(task: str) -> SearchSpec:
-        return SearchSpec({"kappa": (0.01, 0.1)}, {"phase": "search", "task": task,
-                          "run": {"iterations": 4}}, samples, grace_period=1,
-                          reduction_factor=2)
-
-    return SweepPlan([TaskPlan(t, spec(t), expected_points=1) for t in ("a", "b")],
-                     search_iterations=4, run_iterations=6)
-
-
-def _trial(trial_id: str):
-    from types import SimpleNamespace
-
-    return SimpleNamespace(trial_id=trial_id)
-
-
-def test_the_plan_interleaves_tasks_and_confirms_a_task_as_soon_as_its_search_ends() -> None:
-    from diffcps_ray.tune.plan import active
-
-    driver, plan = _Driver(), _two_task_plan()
-    with active(driver):
-        proposed = [plan.suggest(f"t{i}") for i in range(4)]
-        assert [c["task"] for c in proposed] == ["a", "b", "a", "b"]  # round-robin
-        assert plan.total_trials == 6
-        for trial_id in ("t0", "t2"):  # task a's search ends; b still searches
-            plan.on_complete(trial_id, {METRIC: 50.0, "training_iteration": 4}, error=False)
-        assert driver.chosen == ["a"]
-        confirm = plan.suggest("t4")
-        assert confirm == {"phase": "confirm", "task": "a", "seed": 1}
-        assert plan.target_iterations("t4") == 6 and plan.target_iterations("t0") == 4
-        assert plan.suggest("t5") is None  # nothing left to propose until b finishes
-        plan.on_complete("t4", {METRIC: 60.0, "training_iteration": 6}, error=False)
-        assert driver.done == ["a"] and not plan.finished()
-
-
-def test_a_trial_stopped_by_an_interrupt_is_not_finished_but_one_asha_stopped_is() -> None:
-    from ray.tune.schedulers import TrialScheduler
-
-    from diffcps_ray.tune.plan import active
-
-    driver, plan = _Driver(), _two_task_plan(samples=3)
-    with active(driver):
-        for i in range(6):
-            plan.suggest(f"t{i}")
-            plan.tasks[plan.trials[f"t{i}"].task].scheduler.on_trial_add(None, _trial(f"t{i}"))
-        # Task a: two trials reach the first rung (1 iteration) with good scores ...
-        for trial_id, score in (("t0", 70.0), ("t2", 80.0)):
-            result = {METRIC: score, "training_iteration": 1}
-            assert plan.on_result(_trial(trial_id), result) == TrialScheduler.CONTINUE
-        # ... and the third scores below the rung's cutoff: ASHA stops it.
-        low = {METRIC: 10.0, "training_iteration": 1}
-        assert plan.on_result(_trial("t4"), low) == TrialScheduler.STOP
-        plan.on_complete("t4", low, error=False)
-        assert plan.trials["t4"].status == "STOPPED_EARLY"
-        # A trial that Ctrl-C stopped at iteration 2 of 4 stays unfinished.
-        plan.on_complete("t0", {METRIC: 85.0, "training_iteration": 2}, error=False)
-        assert not plan.trials["t0"].finished
-        plan.on_complete("t2", {METRIC: 75.0, "training_iteration": 4}, error=False)
-        assert driver.chosen == []  # no choice while t0 is unfinished
-        plan.on_complete("t0", {METRIC: 90.0, "training_iteration": 4}, error=False)
-        assert driver.chosen == ["a"]
-        states = sorted(t.state.name for t in driver.studies["a"].trials)
-        assert states == ["COMPLETE", "COMPLETE", "COMPLETE"]
 
 
 def test_argparse_errors_are_one_sentence_too(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ import json, os, sys, threading, time
 from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
-from diffcps_ray.tune.sweep import Sweep, start_ray
+from diffcps_ray.tune.ray_start import start_ray
+from diffcps_ray.tune.sweep import Sweep
 from tests.test_tune_support import (StandInTrial, make_data, tiny_options, tiny_suite,
                                      with_run_options)
 
@@ -48,7 +49,7 @@ def run_in_thread(sweep):
     outcome = {}
     def target():
         try:
-            outcome["manifest"] = sweep.run()
+            outcome["manifest"] = sweep.run().to_dict()
         except BaseException as error:  # reported by the main thread
             outcome["error"] = repr(error)
     thread = threading.Thread(target=target, daemon=True)
@@ -72,7 +73,7 @@ cluster.wait_for_nodes()
 try:
     opts = tiny_options(tmp, data, num_samples=1, seeds=2, address=cluster.address,
                         cpus_per_trial=2.0, data_cpus=1.0)
-    start_ray(opts)
+    start_ray(opts.address, opts.data_cpus)
     # Long enough for the second node to start its trial process while the first runs.
     trainable = with_run_options(StandInTrial, sleep=1.5)
     sweep = Sweep(tiny_suite(iterations=16), opts, "test", resume=False, trainable=trainable,
@@ -149,7 +150,7 @@ cluster.wait_for_nodes()
 try:
     opts = tiny_options(tmp, data, num_samples=1, seeds=1, address=cluster.address,
                         gpus_per_trial=1.0, data_cpus=1.0)
-    start_ray(opts)
+    start_ray(opts.address, opts.data_cpus)
     sweep = Sweep(tiny_suite(iterations=2), opts, "test", resume=False, trainable=StandInTrial,
                   log=log)
     thread, outcome = run_in_thread(sweep)

@@ -65,7 +65,7 @@ def test_killed_worker_resumes_the_real_algorithm_from_its_checkpoint(
                      {"kill_at": 2, "marker": str(tmp_path / "killed")})
     opts = tiny_options(tmp_path, data_root, num_samples=1, seeds=1)
     manifest = Sweep(tiny_suite(iterations=3, steps=5), opts, "test", resume=False,
-                     trainable=trainable).run()
+                     trainable=trainable).run().to_dict()
     assert (tmp_path / "killed").exists()
     experiment = tmp_path / "runs" / "exp"
     for row in manifest["trials"]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from diffcps_ray.tune.sweep import Sweep, concurrency
+from diffcps_ray.tune.ray_start import concurrency
+from diffcps_ray.tune.sweep import Sweep
 from tests.test_tune_support import (
     SECOND_TASK,
     StandInTrial,
@@ -64,9 +65,9 @@ def test_sweep_runs_both_phases_and_writes_the_manifest(ray_session, tmp_path, d
     opts = tiny_options(tmp_path, data_root)
     sweep = Sweep(tiny_suite(), opts, "test", resume=False, trainable=StandInTrial)
     # 4 logical CPUs, 2 kept for Ray Data: two trials at a time.
-    assert concurrency(opts) == 2
+    assert concurrency(opts.resources) == 2
     with _Timeout(240):
-        manifest = sweep.run()
+        manifest = sweep.run().to_dict()
     experiment = tmp_path / "runs" / "exp"
     on_disk = json.loads((experiment / "experiment.json").read_text())
     assert on_disk["trials"] == json.loads(json.dumps(manifest["trials"]))
@@ -100,7 +101,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_session, tmp_path, data
     opts = tiny_options(tmp_path, data_root, num_samples=1, seeds=1)
     suite = tiny_suite(iterations=4, steps=10)
     with _Timeout(240):
-        manifest = Sweep(suite, opts, "test", resume=False, trainable=trainable).run()
+        manifest = Sweep(suite, opts, "test", resume=False, trainable=trainable).run().to_dict()
     assert marker.exists(), "the worker was never killed"
     experiment = tmp_path / "runs" / "exp"
     killed = next(t for t in manifest["trials"] if t["phase"] == "search")
@@ -121,7 +122,7 @@ def test_a_nan_trial_errors_naming_the_metric_and_the_sweep_goes_on(
     console: list[str] = []
     with _Timeout(240):
         manifest = Sweep(tiny_suite(), opts, "test", resume=False, trainable=trainable,
-                         log=console.append).run()
+                         log=console.append).run().to_dict()
     search = [t for t in manifest["trials"] if t["phase"] == "search"]
     failed = [t for t in search if t["status"] == "ERROR"]
     # The failure reaches the console as one line naming the metric and the log file.
@@ -159,7 +160,7 @@ def test_every_task_searches_at_once_each_with_its_own_study(ray_session, tmp_pa
     trainable = with_run_options(StandInTrial, sleep=0.3)
     with _Timeout(300):
         manifest = Sweep(two_task_suite(iterations=2), opts, "test", resume=False,
-                         trainable=trainable).run()
+                         trainable=trainable).run().to_dict()
     experiment = tmp_path / "runs" / "exp"
     spans = {}
     for task in ("pointmaze-umaze", SECOND_TASK):
@@ -228,7 +229,7 @@ def test_resume_continues_an_interrupted_two_task_sweep_with_both_studies(
     trainable = with_run_options(StandInTrial, sleep=0.3)
     with _Timeout(300):
         manifest = Sweep(two_task_suite(iterations=2), opts, "test", resume=True,
-                         trainable=trainable).run()
+                         trainable=trainable).run().to_dict()
     assert manifest["status"] == "done"
     studies = _load_studies(experiment, manifest)
     for task, study in studies.items():
@@ -252,7 +253,8 @@ _CLUSTER_DRIVER = """
 import json, os, sys
 from pathlib import Path
 from ray.cluster_utils import Cluster
-from diffcps_ray.tune.sweep import Sweep, start_ray
+from diffcps_ray.tune.ray_start import start_ray
+from diffcps_ray.tune.sweep import Sweep
 from tests.test_tune_support import (StandInTrial, make_data, tiny_options, tiny_suite,
                                      with_run_options)
 
@@ -265,10 +267,10 @@ cluster.wait_for_nodes()
 try:
     opts = tiny_options(tmp, data, num_samples=2, seeds=2, address=cluster.address,
                         cpus_per_trial=2.0, data_cpus=1.0)
-    start_ray(opts)
+    start_ray(opts.address, opts.data_cpus)
     trainable = with_run_options(StandInTrial, sleep=1.0, read_data=True)
     manifest = Sweep(tiny_suite(iterations=2), opts, "test", resume=False,
-                     trainable=trainable).run()
+                     trainable=trainable).run().to_dict()
     experiment = tmp / "runs" / "exp"
     nodes = {}
     for row in manifest["trials"]:
@@ -305,11 +307,11 @@ def test_trials_filling_the_cpus_leave_room_for_ray_data(ray_session, tmp_path, 
     The sweep keeps --data-cpus free, so this finishes.
     """
     opts = tiny_options(tmp_path, data_root, num_samples=2, seeds=2)
-    assert concurrency(opts) == 2
+    assert concurrency(opts.resources) == 2
     trainable = with_run_options(StandInTrial, sleep=0.5, read_data=True)
     with _Timeout(240):
         manifest = Sweep(tiny_suite(iterations=2), opts, "test", resume=False,
-                         trainable=trainable).run()
+                         trainable=trainable).run().to_dict()
     assert len(manifest["trials"]) == 4
     assert all(t["status"] != "ERROR" for t in manifest["trials"])
 
@@ -325,7 +327,8 @@ def test_an_ablation_grid_runs_every_value_with_the_paper_config(
     ablation = dataclasses.replace(ablation, budgets=tiny_suite().budgets)
     opts = tiny_options(tmp_path, data_root, suite="ablation-T", base="pointmaze", seeds=1)
     with _Timeout(240):
-        manifest = Sweep(ablation, opts, "test", resume=False, trainable=StandInTrial).run()
+        sweep = Sweep(ablation, opts, "test", resume=False, trainable=StandInTrial)
+        manifest = sweep.run().to_dict()
     rows = manifest["trials"]
     assert {t["phase"] for t in rows} == {"ablation"}
     assert sorted(t["variant"]["T"] for t in rows) == [5, 15, 20]

@@ -19,7 +19,8 @@ import pytest
 from diffcps_ray.cli import run_main
 from diffcps_ray.errors import ConfigError
 from diffcps_ray.tune import cli as tune_cli
-from diffcps_ray.tune.reporting import best_trial_line, check_loggers, logger_callbacks
+from diffcps_ray.tune.console import best_trial_line
+from diffcps_ray.tune.tracking import check_loggers, logger_callbacks
 
 ROOT = Path(__file__).resolve().parents[1]
 # Each is the start of a warning a sweep used to print (Ray 2.60).

@@ -34,7 +34,7 @@ from diffcps_ray.errors import ConfigError
 from diffcps_ray.tune.suites import BUDGETS, list_suites, load_suite
 
 DEFAULT_DATA_CPUS = 2.0
-# Tune logger callbacks --logger adds (diffcps_ray.tune.reporting.logger_callbacks).
+# Tune logger callbacks --logger adds (diffcps_ray.tune.tracking.logger_callbacks).
 LOGGERS = ("tensorboard", "wandb", "mlflow")
 INTERRUPTED_EXIT = 130  # the shell's status for a process ended by SIGINT
 NO_RESULT_EXIT = 3  # the sweep finished, but a task produced no result
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from diffcps_ray.runtime import set_torch_threads
 
     set_torch_threads(1)
-    from diffcps_ray.tune.reporting import check_loggers
+    from diffcps_ray.tune.tracking import check_loggers
 
     # A missing tracker package stops here, before data preparation and Ray.
     check_loggers(args.loggers or [])

@@ -13,7 +13,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +77,9 @@ def best_trial_line(trial_id: str, config: Mapping[str, Any], result: Mapping[st
 class SweepReporter(ProgressReporter):
     """The sweep's status table, on Tune's public reporter interface."""
 
-    def __init__(self, experiment_dir: str, total_samples: int | None = None,
-                 print_fn: Callable[[str], None] = print) -> None:
+    def __init__(self, experiment_dir: str, total_samples: int | None = None) -> None:
         self.experiment_dir = experiment_dir
         self.total_samples = total_samples
-        self.print_fn = print_fn
         self._last_report = -math.inf
 
     def should_report(self, trials: list[Any], done: bool = False) -> bool:
@@ -101,7 +99,7 @@ class SweepReporter(ProgressReporter):
         if scored:
             best = max(scored, key=lambda t: metric_value(t.last_result, METRIC))
             lines.append(best_trial_line(best.trial_id, best.config, best.last_result))
-        self.print_fn("\n".join([*lines, *status_table(trials), ""]))
+        print("\n".join([*lines, *status_table(trials), ""]), flush=True)
 
 
 class TrialEvents(Callback):

@@ -119,12 +119,12 @@ class AshaRungs:
         if iteration >= self.max_t:
             return False  # the end: the trial stops anyway, having run its budget
         for milestone in self.milestones:
-            rung = self.recorded.setdefault(str(milestone), {})
+            rung = self.recorded.get(str(milestone), {})
             if iteration < milestone or trial_id in rung:
                 continue
             cutoff = (np.nanpercentile(list(rung.values()), (1 - 1 / self.reduction_factor)
                                        * 100) if rung else None)
-            rung[trial_id] = score
+            self.recorded.setdefault(str(milestone), {})[trial_id] = score
             return cutoff is not None and score < cutoff
         return False
 
