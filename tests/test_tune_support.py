@@ -52,8 +52,14 @@ class StandInAlgorithm:
             + self.iteration
         )
         self.best = max(self.best, score)
+        # NaN for one kappa (the paper's, proposed first) or above a threshold, from
+        # ``nan_from_iteration`` on (1: a trial that diverges at once).
+        nan_kappa = self.run.get("nan_when_kappa")
         nan_above = self.run.get("nan_when_kappa_above")
-        loss = float("nan") if nan_above is not None and kappa > nan_above else 0.1
+        diverges = ((nan_kappa is not None and math.isclose(kappa, nan_kappa))
+                    or (nan_above is not None and kappa > nan_above))
+        diverged = diverges and self.iteration >= int(self.run.get("nan_from_iteration", 1))
+        loss = float("nan") if diverged else 0.1
         import ray
 
         return {
