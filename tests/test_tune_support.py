@@ -51,6 +51,9 @@ class StandInAlgorithm:
             - 5.0 * abs(math.log10((lambda_clip + 1e-3) / 1.0))
             + self.iteration
         )
+        curve = self.run.get("score_curve")  # a given learning curve, one score an iteration
+        if curve:
+            score = float(curve[min(self.iteration, len(curve)) - 1])
         self.best = max(self.best, score)
         # NaN for one kappa (the paper's, proposed first) or above a threshold, from
         # ``nan_from_iteration`` on (1: a trial that diverges at once).

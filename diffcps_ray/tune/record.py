@@ -94,6 +94,7 @@ class TrialRow:
     eval_episodes: int | None = None
     error: str | None = None
     variant: dict[str, Any] | None = None  # ablation trials: the varied setting
+    study_trial: int | None = None  # search trials: the Optuna trial number of the proposal
     checkpoints: dict[CheckpointKind, CheckpointRef | None] = field(default_factory=dict)
 
     @property
@@ -306,6 +307,7 @@ def _trial_row(data: dict[str, Any]) -> TrialRow:
         eval_episodes=_int_or_none(data.get("eval_episodes")),
         error=data.get("error"),
         variant=data.get("variant"),
+        study_trial=_int_or_none(data.get("study_trial")),
         checkpoints={CheckpointKind(kind): _checkpoint(ref)
                      for kind, ref in (data.get("checkpoints") or {}).items()},
     )

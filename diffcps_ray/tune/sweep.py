@@ -637,6 +637,7 @@ def trial_row(trial: PlanTrial, error: str | None = None,
         eval_episodes=None if episodes is None else int(episodes),
         error=error,
         variant=trial.config.get("variant"),
+        study_trial=trial.study_trial,
         checkpoints=dict(checkpoints or {}),
     )
 
