@@ -294,7 +294,7 @@ def test_a_hard_kill_mid_search_leaves_no_running_study_trial(tmp_path, smoke_da
     args = ["--suite", "pointmaze", "--budget", "smoke", "--tasks", TASK, "--num-samples", "3",
             "--seeds", "1", "--max-concurrent", "1", "--data-root", str(smoke_data),
             "--storage", str(storage), "--name", "killed"]
-    code, output = _signal_at(args, "[sweep] started search trial", signal.SIGKILL, count=2)
+    code, _output = _signal_at(args, "[sweep] started search trial", signal.SIGKILL, count=2)
     assert code == -signal.SIGKILL
     done = _tune("--storage", str(storage), "--name", "killed", "--resume")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]

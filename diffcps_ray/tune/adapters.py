@@ -9,6 +9,7 @@ the duration of ``Tuner.fit``. The searcher's snapshots hold the plan as plain J
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -104,6 +105,16 @@ class SweepSearcher(Searcher):
             _driver.attach(self.plan)
 
 
+def error_message(trial: Any) -> str | None:
+    """The last line of a failed trial's error file: our one-sentence error, where it is."""
+    path = trial.error_file
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, errors="replace") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return lines[-1][:500] if lines else None
+
+
 def _nonzero(resources: dict[str, float]) -> dict[str, float]:
     return {key.upper(): float(value) for key, value in resources.items() if value}
 
@@ -123,6 +134,11 @@ class SweepScheduler(FIFOScheduler):
             resources = _driver.trial_resources()
             if _nonzero(trial.placement_group_factory.required_resources) != _nonzero(resources):
                 trial.update_resources(resources)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        # Tune calls this just before it tells the searcher; the plan keeps the message
+        # for the record (the searcher only hears that the trial failed).
+        _plan().note_error(trial.trial_id, error_message(trial))
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         stop = _plan().on_result(trial.trial_id, result)

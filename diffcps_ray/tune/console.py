@@ -10,17 +10,15 @@
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback, ProgressReporter
 
 from diffcps_ray.results import finite_number, metric_value, score_summary
-from diffcps_ray.tune.adapters import current_driver
+from diffcps_ray.tune.adapters import current_driver, error_message
 from diffcps_ray.tune.record import ExperimentRecord, Phase, TaskStatus, TrialStatus
 from diffcps_ray.tune.selection import evaluation_se
 from diffcps_ray.tune.suites import METRIC, Suite
@@ -142,12 +140,10 @@ def describe(trial_id: str, config: Mapping[str, Any]) -> str:
 
 def error_line(trial: Any) -> str:
     """The last line of the trial's error file, and where the whole traceback is."""
-    path = os.path.join(trial.local_path, "error.txt")
-    if os.path.isfile(path):
-        text = Path(path).read_text(errors="replace")
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return f"{(lines[-1] if lines else 'no message')[:300]} (log: {path})"
-    return f"see {trial.local_path}"
+    message = error_message(trial)
+    if message is None:
+        return f"see {trial.local_path}"
+    return f"{message[:300]} (log: {trial.error_file})"
 
 
 def summarise(record: ExperimentRecord, suite: Suite) -> list[str]:

@@ -80,6 +80,7 @@ class PlanTrial:
     status: TrialStatus | None = None  # None: running (or interrupted)
     result: dict[str, Any] = field(default_factory=dict)
     stopped_by_asha: bool = False
+    error: str | None = None  # the last line of a failed trial's error
 
     @property
     def finished(self) -> bool:
@@ -261,6 +262,12 @@ class SweepPlan:
         if stop and trial.iterations_done < trial.iterations:
             trial.stopped_by_asha = True
         return stop
+
+    def note_error(self, trial_id: str, message: str | None) -> None:
+        """A trial failed with ``message`` (before its completion is reported)."""
+        trial = self.trials.get(trial_id)
+        if trial is not None and message:
+            trial.error = message
 
     def on_complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         trial = self.trials.get(trial_id)

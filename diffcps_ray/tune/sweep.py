@@ -635,7 +635,7 @@ def trial_row(trial: PlanTrial, error: str | None = None,
         best_score=finite_number(metric_value(result, "evaluation/best_normalized_score")),
         score_std=finite_number(metric_value(result, "evaluation/normalized_score_std")),
         eval_episodes=None if episodes is None else int(episodes),
-        error=error,
+        error=error or trial.error,
         variant=trial.config.get("variant"),
         study_trial=trial.study_trial,
         checkpoints=dict(checkpoints or {}),
@@ -647,7 +647,8 @@ def kept_checkpoints(results: Any, store: ExperimentStore) -> dict[
     """Per trial id: its one-line error and its best and final kept checkpoints.
 
     ``best``: the kept checkpoint with the highest evaluation score at its own iteration
-    (tune/adapters.py checkpoint_config); ``final``: the latest one.
+    (tune/adapters.py checkpoint_config); ``final``: the latest one (Tune's
+    ``Result.checkpoint``, with the trial's last result).
     """
     from diffcps_ray.tune.trainable import CHECKPOINT_SCORE
 
@@ -655,21 +656,20 @@ def kept_checkpoints(results: Any, store: ExperimentStore) -> dict[
     for result in results:
         trial_id = Path(result.path).name.split("_", 1)[-1]
         error = None if result.error is None else _one_line(result.error)
-        pairs = [(checkpoint, metrics) for checkpoint, metrics in (result.best_checkpoints or [])
-                 if checkpoint is not None]
-        checkpoints: dict[CheckpointKind, CheckpointRef | None] = {}
-        if pairs:
-            def ref(checkpoint: Any, metrics: dict, score: float | None) -> CheckpointRef:
-                return CheckpointRef(store.relative(checkpoint.path),
-                                     int(metrics.get("training_iteration", 0) or 0), score)
 
-            scored = [(c, m, s) for c, m in pairs
-                      if (s := finite_number(m.get(CHECKPOINT_SCORE))) is not None]
-            best = max(scored, key=lambda item: item[2]) if scored else None
-            final = max(pairs, key=lambda pair: pair[1].get("training_iteration", 0))
-            checkpoints[CheckpointKind.BEST] = None if best is None else ref(*best)
-            checkpoints[CheckpointKind.FINAL] = ref(
-                *final, finite_number(final[1].get(CHECKPOINT_SCORE)))
+        def ref(checkpoint: Any, metrics: dict) -> CheckpointRef:
+            return CheckpointRef(store.relative(checkpoint.path),
+                                 int(metrics.get("training_iteration", 0) or 0),
+                                 finite_number(metrics.get(CHECKPOINT_SCORE)))
+
+        scored = [ref(checkpoint, metrics) for checkpoint, metrics
+                  in (result.best_checkpoints or []) if checkpoint is not None]
+        scored = [item for item in scored if item.score is not None]
+        checkpoints: dict[CheckpointKind, CheckpointRef | None] = {
+            CheckpointKind.BEST: max(scored, key=lambda item: item.score) if scored else None,
+            CheckpointKind.FINAL: None if result.checkpoint is None
+            else ref(result.checkpoint, result.metrics or {}),
+        }
         kept[trial_id] = (error, checkpoints)
     return kept
 
