@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from diffcps_ray.policy.sources import confirm_checkpoints, load_policy
+from diffcps_ray.policy.sources import exportable_checkpoints, load_policy
 from diffcps_ray.tune.console import summarise
 from diffcps_ray.tune.record import (
     CheckpointKind,
@@ -94,7 +94,7 @@ def test_a_run_that_diverges_after_its_best_keeps_that_checkpoint(ray_session, t
     """The confirmation diverges at iteration 3 after scoring 40 and 60: its best-of-run
     checkpoint is a result, kept and labelled with how the run ended."""
     trainable = with_run_options(StandInTrial, nan_when_kappa=0.05, nan_from_iteration=3,
-                                 score_curve=[40.0, 60.0, 20.0])
+                                 nan_phase="confirm", score_curve=[40.0, 60.0, 20.0])
     opts = tiny_options(tmp_path, data_root, num_samples=1, seeds=1)
     suite = tiny_suite(iterations=3)
     Sweep(suite, opts, "test", resume=False, trainable=trainable, log=lambda _: None).run()
@@ -103,8 +103,8 @@ def test_a_run_that_diverges_after_its_best_keeps_that_checkpoint(ray_session, t
     assert confirm.status == TrialStatus.ERROR and "critic_loss became nan" in confirm.error
     best = confirm.checkpoint(CheckpointKind.BEST)
     assert (best.iteration, best.score) == (2, 60.0)
-    (item,) = confirm_checkpoints(tmp_path / "runs" / "exp", record)
-    assert item.kind == CheckpointKind.BEST and item.run_status == "ERROR"
+    (item,) = exportable_checkpoints(record)  # its best, not its last checkpoint
+    assert item == (confirm, CheckpointKind.BEST, best)
     (line,) = summarise(record, suite)
     assert "seed 1 failed (its best checkpoint, score 60.0 at iteration 2, is kept)" in line
 
@@ -157,7 +157,7 @@ def test_trials_asked_after_the_last_save_are_failed_and_the_paper_point_kept(
     study = _study(journal)
     assert study.forget_unknown(known=set()) == [0, 1]
     states = [t.state.name for t in study.study.trials]
-    assert states == ["FAIL", "FAIL"]
+    assert states == ["FAIL", "FAIL", "WAITING"]  # the paper's point, enqueued again
     params, _ = study.propose(0, SPACE)
     assert params == {"kappa": 0.05, "lambda_clip": 0.01}
 

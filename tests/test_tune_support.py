@@ -56,11 +56,14 @@ class StandInAlgorithm:
             score = float(curve[min(self.iteration, len(curve)) - 1])
         self.best = max(self.best, score)
         # NaN for one kappa (the paper's, proposed first) or above a threshold, from
-        # ``nan_from_iteration`` on (1: a trial that diverges at once).
+        # ``nan_from_iteration`` on (1: a trial that diverges at once), in ``nan_phase``
+        # only where given.
         nan_kappa = self.run.get("nan_when_kappa")
         nan_above = self.run.get("nan_when_kappa_above")
         diverges = ((nan_kappa is not None and math.isclose(kappa, nan_kappa))
                     or (nan_above is not None and kappa > nan_above))
+        diverges = diverges and self.run.get("nan_phase", self.config["phase"]) == \
+            self.config["phase"]
         diverged = diverges and self.iteration >= int(self.run.get("nan_from_iteration", 1))
         loss = float("nan") if diverged else 0.1
         import ray

@@ -34,6 +34,7 @@ from diffcps_ray.policy.core import (
 from diffcps_ray.results import finite_number
 from diffcps_ray.tune.record import (
     CheckpointKind,
+    CheckpointRef,
     ExperimentRecord,
     Phase,
     RecordError,
@@ -357,9 +358,9 @@ class ConfirmCheckpoint:
         return str(self.row.status)
 
 
-def confirm_checkpoints(experiment_dir: Path, record: ExperimentRecord,
-                        log: Callable[[str], None] | None = None) -> list[ConfirmCheckpoint]:
-    """Every best/final checkpoint the confirmation trials kept.
+def exportable_checkpoints(record: ExperimentRecord) -> list[
+        tuple[TrialRow, CheckpointKind, CheckpointRef]]:
+    """The confirmation checkpoints that are results, as the record names them.
 
     A trial that failed after its best evaluation (a NaN later on) still has a best-of-run
     checkpoint with a known score: it is a result, kept and labelled by the trial's status.
@@ -369,20 +370,27 @@ def confirm_checkpoints(experiment_dir: Path, record: ExperimentRecord,
     for row in record.trials_of(Phase.CONFIRM):
         for kind in CheckpointKind:
             entry = row.checkpoint(kind)
-            if entry is None:
+            if entry is None or (kind == CheckpointKind.FINAL and not row.complete):
                 continue
-            if kind == CheckpointKind.FINAL and not row.complete:
-                continue
-            path = experiment_dir / entry.path
-            if algorithm_dir(path) is None:
-                if log:
-                    log(f"[policies] {row.task} seed {row.seed}: the {kind} checkpoint "
-                        f"{path} is missing, skipping it.")
-                continue
-            found.append(ConfirmCheckpoint(
-                task=row.task, seed=row.seed, kind=kind, path=path, score=entry.score,
-                iteration=entry.iteration, row=row,
-            ))  # fmt: skip
+            found.append((row, kind, entry))
+    return found
+
+
+def confirm_checkpoints(experiment_dir: Path, record: ExperimentRecord,
+                        log: Callable[[str], None] | None = None) -> list[ConfirmCheckpoint]:
+    """Every exportable checkpoint (``exportable_checkpoints``) that is on disk."""
+    found = []
+    for row, kind, entry in exportable_checkpoints(record):
+        path = experiment_dir / entry.path
+        if algorithm_dir(path) is None:
+            if log:
+                log(f"[policies] {row.task} seed {row.seed}: the {kind} checkpoint "
+                    f"{path} is missing, skipping it.")
+            continue
+        found.append(ConfirmCheckpoint(
+            task=row.task, seed=row.seed, kind=kind, path=path, score=entry.score,
+            iteration=entry.iteration, row=row,
+        ))  # fmt: skip
     return found
 
 

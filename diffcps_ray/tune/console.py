@@ -19,7 +19,13 @@ from ray.tune import Callback, ProgressReporter
 
 from diffcps_ray.results import finite_number, metric_value, score_summary
 from diffcps_ray.tune.adapters import current_driver, error_message
-from diffcps_ray.tune.record import ExperimentRecord, Phase, TaskStatus, TrialStatus
+from diffcps_ray.tune.record import (
+    CheckpointKind,
+    ExperimentRecord,
+    Phase,
+    TaskStatus,
+    TrialStatus,
+)
 from diffcps_ray.tune.selection import evaluation_se
 from diffcps_ray.tune.suites import METRIC, Suite
 from diffcps_ray.tune.trial_config import effective_lambda_clip
@@ -177,24 +183,26 @@ def _summary_line(task: str, variant: str, rows: list, suite: Suite, episodes: i
     label = f"{task}{' ' + variant if variant else ''}"
     ok = [r for r in rows if r.score is not None and r.status != TrialStatus.ERROR]
     failed = [r for r in rows if r.status == TrialStatus.ERROR]
-    if not ok:
-        why = (failed[0].error if failed else None) or "no score"
-        return f"{label}: every trial failed ({why})."
-    scores = [r.score for r in ok]
-    eval_noise = [se for r in ok if (se := evaluation_se(r)) is not None]
-    entry = suite.tasks.get(task)
-    behaviour = None if entry is None or variant else entry.behaviour_score
-    summary = score_summary(scores, eval_noise, episodes, behaviour)
-    line = f"{label}: final normalised score {summary}"
-    best = [r.best_score for r in ok if r.best_score is not None]
-    if best:
-        line += f"; best-of-run {statistics.fmean(best):.1f}"
+    if ok:
+        scores = [r.score for r in ok]
+        eval_noise = [se for r in ok if (se := evaluation_se(r)) is not None]
+        entry = suite.tasks.get(task)
+        behaviour = None if entry is None or variant else entry.behaviour_score
+        summary = score_summary(scores, eval_noise, episodes, behaviour)
+        line = f"{label}: final normalised score {summary}"
+        best = [r.best_score for r in ok if r.best_score is not None]
+        if best:
+            line += f"; best-of-run {statistics.fmean(best):.1f}"
+    else:
+        line = f"{label}: no run finished"
     for row in failed:
-        kept = row.checkpoints.get("best")
+        kept = row.checkpoint(CheckpointKind.BEST)
         line += f"; seed {row.seed} failed"
         if kept is not None and kept.score is not None:
-            line += f" (its best checkpoint, score {kept.score:.1f} at iteration " \
-                    f"{kept.iteration}, is kept)"
+            line += (f" (its best checkpoint, score {kept.score:.1f} at iteration "
+                     f"{kept.iteration}, is kept)")
+        elif row.error:
+            line += f" ({row.error})"
     return line + "."
 
 

@@ -520,7 +520,9 @@ class Sweep:
             return
         scored = [row for row in rows if row.status != TrialStatus.ERROR
                   and row.score is not None]
-        if rows and not scored:
+        # A trial that failed after an evaluation still has its best-of-run checkpoint.
+        evaluated = [row for row in rows if row.score is not None or row.best_score is not None]
+        if rows and not evaluated:
             first_error = next((row.error for row in rows if row.error), "no score")
             phase_record.tasks[task] = TaskState(
                 TaskStatus.FAILED, f"every {phase} trial failed (first error: {first_error})")
