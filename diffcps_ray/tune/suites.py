@@ -22,13 +22,13 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from diffcps_ray.errors import ConfigError
+from diffcps_ray.errors import ConfigError, validation_sentence
 
 # Package data: a non-editable install (pip install .) on every node ships the suites.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "tune_configs"
@@ -110,7 +110,8 @@ class Budget:
     confirm: PhaseBudget
     seeds: Count
     transitions: Count | None = None  # generated suites: transitions per task
-    name: str = ""  # the budget's key in the file (set by the loader)
+    # The budget's key in the file, set by the loader (exclude: not a key of the file).
+    name: Annotated[str, Field(exclude=True)] = ""
 
     @model_validator(mode="after")
     def _rungs_fit_the_search(self) -> Budget:
@@ -296,55 +297,12 @@ def _read(kind: type, raw: dict[str, Any], path: Path) -> Any:
     try:
         parsed = TypeAdapter(kind).validate_python(raw)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_sentence(kind, error)}.") from None
+        raise ConfigError(f"{path}: {validation_sentence(error, kind)}.") from None
     if parsed.suite != path.stem:
         raise ConfigError(
             f"{path}: 'suite' is {parsed.suite!r} but the file is named {path.stem!r}."
         )
     return parsed
-
-
-_KINDS = {
-    "int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
-    "dict": "a mapping", "dataclass": "a mapping", "list": "a list",
-}  # fmt: skip
-
-
-def _sentence(kind: type, error: ValidationError) -> str:
-    """The first error as 'KEY must be ALLOWED, got VALUE' (KEY dotted from the top)."""
-    detail = error.errors()[0]
-    loc = [str(part) for part in detail["loc"]]
-    key, where = ".".join(loc), " in " + ".".join(loc[:-1]) if len(loc) > 1 else ""
-    code, ctx, value = detail["type"], detail.get("ctx") or {}, detail.get("input")
-    if code in ("extra_forbidden", "unexpected_keyword_argument"):
-        allowed = ", ".join(sorted(_field_names(kind, detail["loc"][:-1])))
-        return f"unknown key {loc[-1]!r}{where} (allowed: {allowed})"
-    if code == "missing":
-        return f"missing key {loc[-1]!r}{where}"
-    if loc and loc[-1] == "[key]":  # a dict key outside a Literal
-        where = " in " + ".".join(loc[:-2]) if len(loc) > 2 else ""
-        return f"unknown key {loc[-2]!r}{where} (allowed: {ctx.get('expected')})"
-    if code == "value_error":  # a cross-field check above: its own sentence
-        return f"{key}: {ctx['error']}" if loc else str(ctx["error"])
-    allowed = {
-        "greater_than_equal": f"at least {ctx.get('ge')}",
-        "greater_than": f"greater than {ctx.get('gt')}",
-        "literal_error": f"one of {ctx.get('expected')}",
-        "too_short": "non-empty",
-    }.get(code) or _KINDS.get(code.split("_")[0], detail["msg"].removeprefix("Input should be "))
-    return f"{key} must be {allowed}, got {value!r}"
-
-
-def _field_names(kind: Any, loc: tuple[Any, ...]) -> list[str]:
-    """The keys a file type takes at ``loc`` (followed through fields and dict values)."""
-    for part in (*loc, None):
-        while get_origin(kind) is Annotated or type(None) in get_args(kind):
-            kind = next(a for a in get_args(kind) if a is not type(None))
-        if get_origin(kind) is dict:
-            kind = get_args(kind)[1]
-        elif part is not None and dataclasses.is_dataclass(kind):
-            kind = get_type_hints(kind, include_extras=True)[part]
-    return [f.name for f in dataclasses.fields(kind) if f.name != "name"]
 
 
 def _load_suite(raw: dict[str, Any], path: Path) -> Suite:
