@@ -1,4 +1,4 @@
-"""Sweep suites: diffcps_ray/tune_configs/<suite>.yaml (and ablations/<name>.yaml), validated.
+"""Sweep suites: tune_configs/<suite>.yaml (and ablations/<name>.yaml), validated.
 
 A suite names its tasks, where their data comes from, the search space over kappa and
 lambda_clip per task, and three budgets (smoke, demo, paper). Per-task base settings are
@@ -19,6 +19,7 @@ An ablation file (``ablations/*.yaml``) names a ``base`` suite (tasks, data, bud
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,6 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_vali
 
 from diffcps_ray.errors import ConfigError, validation_sentence
 
-# Package data: a non-editable install (pip install .) on every node ships the suites.
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "tune_configs"
-ABLATION_DIR = CONFIG_DIR / "ablations"
 BUDGETS = ("smoke", "demo", "paper")
 SEARCHED = ("kappa", "lambda_clip")
 DATA_SOURCES = ("generate", "d4rl")
@@ -187,24 +185,31 @@ class Suite:
 # --- discovery -----------------------------------------------------------------------------
 
 
+def config_dir() -> Path:
+    """The top-level tune_configs/ directory, found as a package: an install (pip install .
+    on every node) ships the suites too. Looked up only here, so that Ray workers importing
+    this module's types need no suite files."""
+    return Path(str(importlib.resources.files("tune_configs")))
+
+
 def suite_path(name: str) -> Path:
-    """diffcps_ray/tune_configs/<name>.yaml, or its ablations/<name>.yaml; a path works too."""
+    """tune_configs/<name>.yaml, or its ablations/<name>.yaml; a path works too."""
     candidate = Path(name)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return candidate
-    for directory in (CONFIG_DIR, ABLATION_DIR):
+    for directory in (config_dir(), config_dir() / "ablations"):
         path = directory / f"{name}.yaml"
         if path.is_file():
             return path
     raise ConfigError(
         f"Unknown suite {name!r}: expected one of {', '.join(list_suites())} "
-        f"(files in {CONFIG_DIR})."
+        f"(files in {config_dir()})."
     )
 
 
 def list_suites() -> list[str]:
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    return names + sorted(p.stem for p in ABLATION_DIR.glob("*.yaml"))
+    names = sorted(p.stem for p in config_dir().glob("*.yaml"))
+    return names + sorted(p.stem for p in (config_dir() / "ablations").glob("*.yaml"))
 
 
 def load_suite(name: str, base_override: str | None = None) -> Suite:
