@@ -8,7 +8,7 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export RAY_DEDUP_LOGS ?= 0
 
-.PHONY: install test demo toy lint bench clean
+.PHONY: install test test-fast demo toy lint bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
+
+# Everything but the tests marked slow (Ray, long simulator runs, the wheel): about a minute.
+test-fast: $(STAMP) lint
+	$(PY) -m pytest -q -m "not slow"
 
 # The main job on the embedded default: a PointMaze UMaze sweep, then its report. --resume
 # makes a re-run continue an interrupted sweep (or re-print a finished one); rm -r

@@ -21,11 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +41,7 @@ from analysis.stats import (
     select_table_runs,
     summarize_runs,
 )
+from diffcps_ray.atomic import replace_dir
 from diffcps_ray.cli import PlainArgumentParser, non_negative_int, positive_int, run_main
 from diffcps_ray.errors import DiffCPSError
 from diffcps_ray.results import metric_value, score_summary
@@ -600,28 +598,6 @@ def _write_outputs(analysis: Analysis, target: Path, final_out: Path) -> None:
     (target / "report.md").write_text(report_markdown(analysis, figures, final_out))
 
 
-def write_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp_dir)`` and then put tmp_dir at ``out_dir`` in one rename."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DiffCPSError(f"--out {out_dir} exists and is not a directory.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        write(tmp_dir)
-        tmp_dir.chmod(0o755)  # mkdtemp makes it private
-        if out_dir.exists():
-            # Move the old output aside first: rename cannot replace a non-empty directory.
-            old_dir = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old_dir)
-            tmp_dir.rename(out_dir)
-            shutil.rmtree(old_dir, ignore_errors=True)
-        else:
-            tmp_dir.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-
-
 def aggregate(
     run_dir: str | Path, out_dir: str | Path | None = None, reps: int = DEFAULT_REPS, seed: int = 0,
     rollout_episodes: int = DEFAULT_ROLLOUT_EPISODES,
@@ -637,7 +613,7 @@ def aggregate(
         raise DiffCPSError(f"--out {out} exists and is not a directory.")
     analysis = analyse(experiment, reps=reps, seed=seed)
     analysis.rollout_episodes = rollout_episodes
-    write_atomically(out, lambda tmp: _write_outputs(analysis, tmp, out))
+    replace_dir(out, lambda tmp: _write_outputs(analysis, tmp, out))
     return analysis
 
 

@@ -73,13 +73,23 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def smoke_sweep(tmp_path_factory: pytest.TempPathFactory):
-    """The pointmaze smoke sweep's experiment directory (its data directory deleted)."""
+def smoke_sweep_run(tmp_path_factory: pytest.TempPathFactory):
+    """The pointmaze smoke sweep, run once per session: (the finished command, its
+    experiment directory). With --logger tensorboard, whose event files
+    tests/test_tune_reporting.py reads; its data directory is deleted, as policies must
+    load and act without it. Tests that change the directory copy it first."""
     import shutil
 
     base = tmp_path_factory.mktemp("sweep")
-    _command("diffcps_ray.tune", "--suite", "pointmaze", "--budget", "smoke",
-             "--data-root", str(base / "data"), "--storage", str(base / "runs"),
-             "--name", "smoke", "--seeds", "1", "--tasks", "pointmaze-umaze")  # fmt: skip
+    done = _command("diffcps_ray.tune", "--suite", "pointmaze", "--budget", "smoke",
+                    "--data-root", str(base / "data"), "--storage", str(base / "runs"),
+                    "--name", "smoke", "--seeds", "1", "--tasks", "pointmaze-umaze",
+                    "--logger", "tensorboard", timeout=900)  # fmt: skip
     shutil.rmtree(base / "data")
-    return base / "runs" / "smoke"
+    return done, base / "runs" / "smoke"
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(smoke_sweep_run):
+    """The pointmaze smoke sweep's experiment directory (see ``smoke_sweep_run``)."""
+    return smoke_sweep_run[1]

@@ -17,7 +17,7 @@ import pytest
 
 from diffcps_ray.policy import POLICY_FORMAT_VERSION, PolicyError, export_sweep_policies
 from diffcps_ray.policy.core import POLICY_FILE, WEIGHTS_FILE
-from diffcps_ray.policy.sources import newest_checkpoint
+from diffcps_ray.policy.sources import exported_policies, newest_checkpoint
 from tests.conftest import POLICY_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,6 +230,14 @@ def test_rollout_paths_start_at_reset_and_carry_the_goal(tmp_path: Path) -> None
     rollouts = Rollouts(POLICY_TASK, [recorder.episodes[k] for k in range(3)], walls, result)
     assert plot_rollouts(rollouts, tmp_path / "rollouts.png")
     assert (tmp_path / "rollouts.png").stat().st_size > 10_000
+
+
+def test_an_export_being_written_is_not_listed(tmp_path: Path) -> None:
+    seed_dir = tmp_path / "policies" / POLICY_TASK / "seed_1"
+    for name in ("final", ".best.tmp-123-abcdef12"):  # the second: a writer's staging
+        (seed_dir / name).mkdir(parents=True)
+        (seed_dir / name / POLICY_FILE).write_text("{}")
+    assert exported_policies(tmp_path) == {POLICY_TASK: [seed_dir / "final"]}
 
 
 def test_a_path_that_is_no_run_experiment_or_policy(tmp_path: Path) -> None:

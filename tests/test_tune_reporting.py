@@ -8,11 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -77,22 +73,7 @@ def test_a_missing_tracker_package_is_one_sentence_naming_the_extra(
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
-# --- one real smoke sweep ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
-    """``python -m diffcps_ray.tune`` on the smoke budget with --logger tensorboard."""
-    tmp = tmp_path_factory.mktemp("smoke")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "diffcps_ray.tune", "--suite", "pointmaze", "--budget", "smoke",
-         "--tasks", "pointmaze-umaze", "--storage", str(tmp / "runs"), "--name", "x",
-         "--data-root", str(tmp / "data"), "--logger", "tensorboard"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done, tmp / "runs" / "x"
+# --- the session's smoke sweep (tests/conftest.py, run with --logger tensorboard) -----------
 
 
 def _trial_dirs(experiment: Path) -> list[Path]:
@@ -100,8 +81,8 @@ def _trial_dirs(experiment: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_the_sweep_prints_none_of_rays_start_up_warnings(smoke_sweep) -> None:
-    done, experiment = smoke_sweep
+def test_the_sweep_prints_none_of_rays_start_up_warnings(smoke_sweep_run) -> None:
+    done, experiment = smoke_sweep_run
     output = done.stdout + done.stderr
     for text in UNWANTED:
         assert text not in output, f"{text!r} in the sweep's output"
@@ -109,8 +90,8 @@ def test_the_sweep_prints_none_of_rays_start_up_warnings(smoke_sweep) -> None:
 
 
 @pytest.mark.slow
-def test_the_table_shows_the_lambda_clip_trials_run_with(smoke_sweep) -> None:
-    done, experiment = smoke_sweep
+def test_the_table_shows_the_lambda_clip_trials_run_with(smoke_sweep_run) -> None:
+    done, experiment = smoke_sweep_run
     manifest = json.loads((experiment / "experiment.json").read_text())
     # The paper's point comes first: lambda_clip 0, sampled as its range's floor.
     paper = next(r for r in manifest["trials"] if r["phase"] == "search"
@@ -136,10 +117,10 @@ def test_the_table_shows_the_lambda_clip_trials_run_with(smoke_sweep) -> None:
 
 
 @pytest.mark.slow
-def test_tensorboard_event_files_hold_the_score_kappa_lambda_and_losses(smoke_sweep) -> None:
+def test_tensorboard_event_files_hold_the_score_kappa_lambda_and_losses(smoke_sweep_run) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    _, experiment = smoke_sweep
+    _, experiment = smoke_sweep_run
     trials = _trial_dirs(experiment)
     assert {t.name.split("_")[0] for t in trials} == {"search", "confirm"}
     for trial in trials:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from diffcps_ray.errors import ConfigError, UnknownTaskError
+from diffcps_ray.errors import ConfigError, UnknownTaskError, validation_sentence
 
 BETA_SCHEDULES = ("vp",)
 REWARD_TUNES = ("none", "cql_antmaze")
@@ -180,7 +179,8 @@ class DiffCPSSettings:
             try:
                 adapter.validate_python(getattr(self, name))
             except ValidationError as error:
-                raise ConfigError(_sentence(name, error)) from None
+                sentence = validation_sentence(error, _FIELD_TYPES[name], (name,))
+                raise ConfigError(f"{sentence}.") from None
         if self.vp_beta_min >= self.vp_beta_max:
             raise ConfigError("vp_beta_min and vp_beta_max must satisfy "
                               "0 < vp_beta_min < vp_beta_max.")  # fmt: skip
@@ -192,58 +192,6 @@ class DiffCPSSettings:
 _FIELD_TYPES = get_type_hints(DiffCPSSettings, include_extras=True)
 _FIELD_ADAPTERS = {f.name: TypeAdapter(_FIELD_TYPES[f.name])
                    for f in dataclasses.fields(DiffCPSSettings)}  # fmt: skip
-
-_KINDS = {
-    "int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
-    "dict": "a mapping",
-}  # fmt: skip
-
-
-def _sentence(name: str, error: ValidationError) -> str:
-    """The first pydantic error on field ``name`` as one sentence with the allowed values."""
-    detail = error.errors()[0]
-    value, kind = detail["input"], detail["type"]
-    constraints: dict[str, Any] = {}
-    title = reason = None  # Field(title=...): what the name means; description: why a bound
-    hint = _FIELD_TYPES[name]
-    for item in get_args(hint)[1:] if get_origin(hint) is Annotated else ():
-        title = getattr(item, "title", None) or title
-        reason = getattr(item, "description", None) or reason
-        for meta in getattr(item, "metadata", [item]):
-            constraints.update(
-                {k: getattr(meta, k) for k in ("gt", "ge", "lt", "le", "multiple_of")
-                 if getattr(meta, k, None) is not None}
-            )  # fmt: skip
-    label = f"{name} ({title})" if title else name
-    if isinstance(value, float) and not math.isfinite(value):
-        allowed = "a finite number"
-    elif kind.split("_")[0] in _KINDS:  # int_type, int_parsing, int_from_float, float_...
-        allowed = _KINDS[kind.split("_")[0]]
-    elif kind == "literal_error":
-        allowed = f"one of {detail['ctx']['expected']}"
-    else:
-        allowed = _bounds_phrase(constraints) + (f" ({reason})" if reason else "")
-    return f"{label} must be {allowed}, got {value!r}."
-
-
-def _bounds_phrase(c: dict[str, Any]) -> str:
-    """'positive', 'at least 1', '>= 0', 'in (0, 1]', 'a multiple of 2 and at least 4'."""
-    low = ("(", c["gt"]) if "gt" in c else ("[", c["ge"]) if "ge" in c else None
-    high = (")", c["lt"]) if "lt" in c else ("]", c["le"]) if "le" in c else None
-    if low and high:
-        phrase = f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
-    elif low == ("(", 0):
-        phrase = "positive"
-    elif low == ("[", 0):
-        phrase = ">= 0"
-    elif low:
-        phrase = f"at least {low[1]}" if low[0] == "[" else f"greater than {low[1]}"
-    else:
-        phrase = f"at most {high[1]}" if high else "valid"
-    if "multiple_of" in c:
-        phrase = f"a multiple of {c['multiple_of']} and {phrase}"
-    return phrase
-
 
 def _locomotion(kappa: float, grad_norm: float) -> dict[str, Any]:
     return {

@@ -8,14 +8,10 @@ Readers check every shard's SHA-256 and schema against the manifest before use.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime as dt
 import hashlib
 import importlib
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from diffcps_ray.atomic import replace_dir
 from diffcps_ray.data.schema import (
     BOOL_COLUMNS,
     COLUMNS,
@@ -170,15 +167,8 @@ def write_shards(
     columns = _normalised_columns(transitions)
     num_rows = len(columns["rewards"])
     schema = arrow_schema(spec.obs_dim, spec.act_dim)
-    # Beside the target (same filesystem, so the final rename is atomic), hidden by the dot.
-    staging = target.parent / f".{task}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(target)
-        staging.mkdir()
-    except OSError as error:
-        raise DataError(f"Could not create {staging}: {error.strerror or error}.") from None
-    try:
+
+    def write(staging: Path) -> None:
         shards = []
         for index, start in enumerate(range(0, num_rows, rows_per_shard)):
             stop = min(start + rows_per_shard, num_rows)
@@ -207,78 +197,18 @@ def write_shards(
             eval_env=eval_env,
         )
         (staging / MANIFEST_NAME).write_text(manifest.to_json())
-        # On disk before the rename publishes them, so a crash cannot expose empty files.
-        for path in (*(staging / s.file for s in shards), staging / MANIFEST_NAME, staging):
-            _fsync(path)
-        _move_into_place(staging, target, overwrite)
-        _fsync(target.parent)
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(f"Could not create {target.parent}: {error.strerror or error}.") from None
+    try:
+        replace_dir(target, write, overwrite=overwrite)
+    except FileExistsError:
+        raise DataError(f"{target} already exists; pass --overwrite to replace it.") from None
+    except OSError as error:
         raise DataError(f"Could not write {target}: {error.strerror or error}.") from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _remove_stale_staging(target: Path) -> None:
-    """Delete staging directories of this task left by writers that were killed."""
-    for staging in target.parent.glob(f".{target.name}.tmp-*"):
-        try:
-            pid = int(staging.name.rsplit(".tmp-", 1)[1].split("-")[0])
-            os.kill(pid, 0)  # raises if no such process: its writer is gone
-        except ProcessLookupError:
-            shutil.rmtree(staging, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue  # not ours to judge, or its writer is alive under another user
-
-
-_RENAME_EXCHANGE = 2  # linux/fs.h
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step with Linux renameat2(RENAME_EXCHANGE); False if unsupported."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    at_fdcwd = -100
-    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
-    return result == 0
-
-
-def _move_into_place(staging: Path, target: Path, overwrite: bool) -> None:
-    if not target.exists():
-        # rename refuses to replace a non-empty directory that appeared meanwhile.
-        os.rename(staging, target)
-        return
-    if not overwrite:
-        raise DataError(f"{target} already exists; pass --overwrite to replace it.")
-    if _exchange(staging, target):
-        # Readers saw either the old or the new directory, never neither; staging now
-        # holds the old data.
-        shutil.rmtree(staging)
-        return
-    # Fallback (non-Linux): two renames with a brief window where the target is absent.
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(target, old)
-    try:
-        os.rename(staging, target)
-    except OSError:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old)
 
 
 # --- reading -------------------------------------------------------------------------------

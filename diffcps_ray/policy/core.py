@@ -19,9 +19,6 @@ actor, one drawn from softmax over the target critics' min(Q1, Q2).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +28,7 @@ import torch
 
 from diffcps_ray.algorithm.agent import DiffCPSAgent
 from diffcps_ray.algorithm.config import DiffCPSSettings
+from diffcps_ray.atomic import replace_dir
 from diffcps_ray.errors import DiffCPSError, read_json_object
 
 if TYPE_CHECKING:
@@ -168,25 +166,11 @@ class Policy:
         Written into a temporary sibling first and renamed at the end: a crash leaves the
         previous export (or nothing), never half of one.
         """
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
+        def write(tmp: Path) -> None:
             torch.save(self.weights, tmp / WEIGHTS_FILE)
-            text = json.dumps(jsonable(self.to_json()), indent=2) + "\n"
-            (tmp / POLICY_FILE).write_text(text)
-            tmp.chmod(0o755)
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-                directory.rename(old)
-                tmp.rename(directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+            (tmp / POLICY_FILE).write_text(json.dumps(jsonable(self.to_json()), indent=2) + "\n")
+
+        return replace_dir(directory, write)
 
 
 def read_policy_dir(directory: Path, device: str | torch.device = "cpu",

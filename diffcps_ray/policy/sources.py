@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from diffcps_ray.atomic import is_leftover
 from diffcps_ray.errors import read_json_object
 from diffcps_ray.policy.checkpoints import algorithm_dir, read_checkpoint
 from diffcps_ray.policy.core import (
@@ -416,9 +417,8 @@ def exported_policies(experiment_dir: Path) -> dict[str, list[Path]]:
     """Task -> its exported policy directories under ``<experiment>/policies/``."""
     found: dict[str, list[Path]] = {}
     for policy_json in sorted((experiment_dir / POLICIES_DIR).glob(f"*/*/*/{POLICY_FILE}")):
-        relative = policy_json.relative_to(experiment_dir / POLICIES_DIR).parts
-        if any(part.startswith(".") for part in relative):
-            continue  # an interrupted export's temporary or replaced directory
+        if is_leftover(policy_json.parent.name):  # an export being written, or a killed one's
+            continue
         found.setdefault(policy_json.parents[2].name, []).append(policy_json.parent)
     return found
 

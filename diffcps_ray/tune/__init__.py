@@ -1,6 +1,6 @@
 """``python -m diffcps_ray.tune``: Ray Tune + Optuna sweeps over kappa and lambda_clip.
 
-- ``suites``: diffcps_ray/tune_configs/*.yaml (tasks, search ranges, budgets) read and validated.
+- ``suites``: tune_configs/*.yaml (tasks, search ranges, budgets) read and validated.
 - ``data_prep``: generate or convert missing data before Ray starts.
 - ``trainable``: the Tune trainable around the DiffCPS Algorithm (NaN checks, checkpoints).
 - ``bridge``: trial config -> DiffCPSConfig -> DiffCPS Algorithm.

@@ -2,7 +2,7 @@
 
     python -m diffcps_ray.tune --suite pointmaze --budget demo --storage results --name demo
 
-Steps: load and validate the suite (diffcps_ray/tune_configs/), make sure the data is
+Steps: load and validate the suite (tune_configs/), make sure the data is
 there (generate it, convert it, or stop with one sentence before starting Ray), start or
 join Ray, run every task's search and confirmation in one Tune experiment, keep
 STORAGE/NAME/experiment.json current, and print a summary per task.

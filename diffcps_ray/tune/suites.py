@@ -1,4 +1,4 @@
-"""Sweep suites: diffcps_ray/tune_configs/<suite>.yaml (and ablations/<name>.yaml), validated.
+"""Sweep suites: tune_configs/<suite>.yaml (and ablations/<name>.yaml), validated.
 
 A suite names its tasks, where their data comes from, the search space over kappa and
 lambda_clip per task, and three budgets (smoke, demo, paper). Per-task base settings are
@@ -19,21 +19,19 @@ An ablation file (``ablations/*.yaml``) names a ``base`` suite (tasks, data, bud
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from diffcps_ray.errors import ConfigError
+from diffcps_ray.errors import ConfigError, validation_sentence
 from diffcps_ray.tune.trial_config import zero_floor_value
 
-# Package data: a non-editable install (pip install .) on every node ships the suites.
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "tune_configs"
-ABLATION_DIR = CONFIG_DIR / "ablations"
 BUDGETS = ("smoke", "demo", "paper")
 SEARCHED = ("kappa", "lambda_clip")
 DATA_SOURCES = ("generate", "d4rl")
@@ -114,7 +112,8 @@ class Budget:
     confirm: PhaseBudget
     seeds: Count
     transitions: Count | None = None  # generated suites: transitions per task
-    name: str = ""  # the budget's key in the file (set by the loader)
+    # The budget's key in the file, set by the loader (exclude: not a key of the file).
+    name: Annotated[str, Field(exclude=True)] = ""
 
     @model_validator(mode="after")
     def _rungs_fit_the_search(self) -> Budget:
@@ -190,24 +189,31 @@ class Suite:
 # --- discovery -----------------------------------------------------------------------------
 
 
+def config_dir() -> Path:
+    """The top-level tune_configs/ directory, found as a package: an install (pip install .
+    on every node) ships the suites too. Looked up only here, so that Ray workers importing
+    this module's types need no suite files."""
+    return Path(str(importlib.resources.files("tune_configs")))
+
+
 def suite_path(name: str) -> Path:
-    """diffcps_ray/tune_configs/<name>.yaml, or its ablations/<name>.yaml; a path works too."""
+    """tune_configs/<name>.yaml, or its ablations/<name>.yaml; a path works too."""
     candidate = Path(name)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return candidate
-    for directory in (CONFIG_DIR, ABLATION_DIR):
+    for directory in (config_dir(), config_dir() / "ablations"):
         path = directory / f"{name}.yaml"
         if path.is_file():
             return path
     raise ConfigError(
         f"Unknown suite {name!r}: expected one of {', '.join(list_suites())} "
-        f"(files in {CONFIG_DIR})."
+        f"(files in {config_dir()})."
     )
 
 
 def list_suites() -> list[str]:
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    return names + sorted(p.stem for p in ABLATION_DIR.glob("*.yaml"))
+    names = sorted(p.stem for p in config_dir().glob("*.yaml"))
+    return names + sorted(p.stem for p in (config_dir() / "ablations").glob("*.yaml"))
 
 
 def load_suite(name: str, base_override: str | None = None) -> Suite:
@@ -300,55 +306,12 @@ def _read(kind: type, raw: dict[str, Any], path: Path) -> Any:
     try:
         parsed = TypeAdapter(kind).validate_python(raw)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_sentence(kind, error)}.") from None
+        raise ConfigError(f"{path}: {validation_sentence(error, kind)}.") from None
     if parsed.suite != path.stem:
         raise ConfigError(
             f"{path}: 'suite' is {parsed.suite!r} but the file is named {path.stem!r}."
         )
     return parsed
-
-
-_KINDS = {
-    "int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
-    "dict": "a mapping", "dataclass": "a mapping", "list": "a list",
-}  # fmt: skip
-
-
-def _sentence(kind: type, error: ValidationError) -> str:
-    """The first error as 'KEY must be ALLOWED, got VALUE' (KEY dotted from the top)."""
-    detail = error.errors()[0]
-    loc = [str(part) for part in detail["loc"]]
-    key, where = ".".join(loc), " in " + ".".join(loc[:-1]) if len(loc) > 1 else ""
-    code, ctx, value = detail["type"], detail.get("ctx") or {}, detail.get("input")
-    if code in ("extra_forbidden", "unexpected_keyword_argument"):
-        allowed = ", ".join(sorted(_field_names(kind, detail["loc"][:-1])))
-        return f"unknown key {loc[-1]!r}{where} (allowed: {allowed})"
-    if code == "missing":
-        return f"missing key {loc[-1]!r}{where}"
-    if loc and loc[-1] == "[key]":  # a dict key outside a Literal
-        where = " in " + ".".join(loc[:-2]) if len(loc) > 2 else ""
-        return f"unknown key {loc[-2]!r}{where} (allowed: {ctx.get('expected')})"
-    if code == "value_error":  # a cross-field check above: its own sentence
-        return f"{key}: {ctx['error']}" if loc else str(ctx["error"])
-    allowed = {
-        "greater_than_equal": f"at least {ctx.get('ge')}",
-        "greater_than": f"greater than {ctx.get('gt')}",
-        "literal_error": f"one of {ctx.get('expected')}",
-        "too_short": "non-empty",
-    }.get(code) or _KINDS.get(code.split("_")[0], detail["msg"].removeprefix("Input should be "))
-    return f"{key} must be {allowed}, got {value!r}"
-
-
-def _field_names(kind: Any, loc: tuple[Any, ...]) -> list[str]:
-    """The keys a file type takes at ``loc`` (followed through fields and dict values)."""
-    for part in (*loc, None):
-        while get_origin(kind) is Annotated or type(None) in get_args(kind):
-            kind = next(a for a in get_args(kind) if a is not type(None))
-        if get_origin(kind) is dict:
-            kind = get_args(kind)[1]
-        elif part is not None and dataclasses.is_dataclass(kind):
-            kind = get_type_hints(kind, include_extras=True)[part]
-    return [f.name for f in dataclasses.fields(kind) if f.name != "name"]
 
 
 def _load_suite(raw: dict[str, Any], path: Path) -> Suite:
