@@ -363,11 +363,11 @@ def train_diffusion_bc(data: torch.Tensor, config: ToyConfig, T: int) -> np.ndar
                 return agent.actor(noisy, steps, batch["obs"])
 
             loss = diffusion_loss(predict_noise, agent.schedule, batch["actions"], agent.generator)
-            agent.actor_optimizer.zero_grad(set_to_none=True)
+            agent.optimizers["actor"].zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_norm > 0:
                 nn.utils.clip_grad_norm_(agent.actor.parameters(), settings.grad_norm)
-            agent.actor_optimizer.step()
+            agent.optimizers["actor"].step()
             last_metrics["diffusion_loss"] = loss.detach()
         agent.num_steps += 1
         return last_metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffcps_ray.algorithm.agent import METRIC_NAMES, DiffCPSAgent
+from diffcps_ray.algorithm.agent import METRIC_NAMES, OPTIMIZER_NAMES, DiffCPSAgent
 from diffcps_ray.algorithm.config import DiffCPSSettings
 from diffcps_ray.algorithm.diffusion import reverse_sample
 
@@ -229,7 +229,8 @@ def test_actor_step_equals_the_literal_objective() -> None:
     replica = DiffCPSAgent(OBS, ACT, _settings(lambda_init=0.7, freq=1, grad_norm=0.0))
     replica.load_state_dict(agent.state_dict())
     replica._critic_step(
-        obs, actions, batch["rewards"], batch["new_obs"], 1 - batch["terminateds"]
+        obs, actions, batch["rewards"], batch["new_obs"], 1 - batch["terminateds"],
+        replica.optimizers["critic"],
     )
     generator.set_state(replica.generator.get_state())
     lam = agent.lambda_param.item()
@@ -287,3 +288,58 @@ def test_a_checkpoint_with_bare_generator_states_still_loads() -> None:
     restored = DiffCPSAgent(OBS, ACT, settings, seed=7)
     restored.load_state_dict(state)
     assert torch.equal(restored.generator.get_state(), agent.generator.get_state())
+
+
+def test_external_optimizers_train_exactly_like_own_ones() -> None:
+    """What the RLlib Learner does: make the optimisers, pass them to every update."""
+    settings = _settings(freq=2, lr_decay=True, lr_decay_steps=3, lr_decay_interval=1)
+    own = DiffCPSAgent(OBS, ACT, settings, seed=3)
+    bare = DiffCPSAgent(OBS, ACT, settings, seed=3, own_optimizers=False)
+    assert bare.optimizers is None
+    with pytest.raises(RuntimeError, match="no optimisers of its own"):
+        bare.update(_batch(0))
+    optimizers = bare.make_optimizers()
+    assert list(optimizers) == list(OPTIMIZER_NAMES)
+    for step in range(4):
+        a, b = own.update(_batch(step)), bare.update(_batch(step), optimizers)
+        assert all(torch.equal(a[k], b[k]) for k in METRIC_NAMES), step
+    # The bare agent's state leaves the optimisers to their owner.
+    assert "actor_optimizer" in own.state_dict()
+    assert "actor_optimizer" not in bare.state_dict()
+
+
+def test_losses_are_the_steps_losses_and_leave_training_unchanged() -> None:
+    settings = _settings(freq=1)
+    agent = DiffCPSAgent(OBS, ACT, settings, seed=2)
+    twin = DiffCPSAgent(OBS, ACT, settings, seed=2)
+    losses = agent.losses(_batch(0))
+    assert {"critic_loss", "actor_loss", "lambda_loss"} <= set(losses)
+    total = losses["critic_loss"] + losses["actor_loss"] + losses["lambda_loss"]
+    total.backward()  # one backward reaches all three parameter sets
+    assert agent.lambda_param.grad is not None
+    assert all(p.grad is not None for p in agent.critic.parameters())
+    assert all(p.grad is not None for p in agent.actor.parameters())
+    # The first step's critic loss is the one losses() computed (same noise draws) ...
+    metrics = agent.update(_batch(0))
+    assert torch.equal(metrics["critic_loss"], losses["critic_loss"].detach())
+    # ... and training continues as if losses() had never been called.
+    expected = twin.update(_batch(0))
+    assert all(torch.equal(metrics[k], expected[k]) for k in METRIC_NAMES)
+
+
+def test_state_of_an_unknown_format_version_is_refused() -> None:
+    from diffcps_ray.algorithm.agent import STATE_DICT_VERSION
+    from diffcps_ray.errors import ConfigError
+
+    agent = DiffCPSAgent(OBS, ACT, _settings())
+    state = agent.state_dict()
+    assert state["version"] == STATE_DICT_VERSION
+    state["version"] = 99
+    with pytest.raises(ConfigError) as caught:
+        agent.load_state_dict(state)
+    assert str(caught.value) == (
+        "This DiffCPS agent state has format version 99; this diffcps-ray reads versions 1, 2."
+    )
+    # Version 1 states (optimisers always inside) still load.
+    old = DiffCPSAgent(OBS, ACT, _settings()).state_dict() | {"version": 1}
+    agent.load_state_dict(old)

@@ -96,6 +96,37 @@ def test_loaded_policy_acts_like_the_rl_module_in_a_fresh_process_without_ray(
 
 
 @pytest.mark.slow
+def test_checkpoint_policy_loads_without_any_ray_pickle(trained_run: Path, tmp_path: Path
+                                                        ) -> None:
+    """load_policy reads only the checkpoint's policy/ (JSON + weights_only tensors)."""
+    from diffcps_ray import load_policy
+
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(trained_run / "checkpoint", copy)
+    pickles = [p for p in copy.rglob("*") if p.suffix in (".pkl", ".msgpack")]
+    assert pickles  # RLlib's own state files were there ...
+    for path in pickles:
+        path.unlink()  # ... and are not needed to load the policy
+    assert sorted(p.name for p in (copy / "policy").iterdir()) == [POLICY_FILE, WEIGHTS_FILE]
+    loaded = load_policy(copy, seed=3)
+    original = load_policy(trained_run / "checkpoint", seed=3)
+    assert (loaded.task, loaded.obs_dim, loaded.act_dim) == (POLICY_TASK, 6, 2)
+    assert loaded.provenance["num_gradient_steps"] == 40
+    obs = _observations()
+    np.testing.assert_array_equal(loaded.act(obs), original.act(obs))
+
+    # A checkpoint without policy/ (saved by an older diffcps-ray) says what to do.
+    shutil.rmtree(copy / "policy")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(copy)
+    assert str(caught.value) == (
+        f"{copy} has no policy/policy.json: it was saved before checkpoints carried their "
+        "policy; restore it with Ray (diffcps_ray.rllib.DiffCPS.from_checkpoint) and save "
+        "it again."
+    )
+
+
+@pytest.mark.slow
 def test_act_rejects_observations_of_the_wrong_width(trained_run: Path) -> None:
     from diffcps_ray import load_policy
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,7 @@ def test_train_metrics_evaluation_and_checkpoint_restore(ray_session, pointmaze_
         assert 0.0 <= evaluation["success_rate"] <= 1.0
 
         checkpoint = algo.save_to_path(str(tmp_path / "checkpoint"))
+        check_checkpoint_policy(algo, Path(checkpoint), iteration=2, score=evaluation)
         uninterrupted = [learner_metrics(algo.train()) for _ in range(2)]
         carried = algo.train()["evaluation"]  # iteration 5: no evaluation, carried forward
         assert carried["normalized_score"] == algo.evaluation_metrics()["normalized_score"]
@@ -104,6 +106,62 @@ def test_train_metrics_evaluation_and_checkpoint_restore(ray_session, pointmaze_
     for expected, actual in zip(uninterrupted, resumed, strict=True):
         for key in ("critic_loss", "diffusion_loss", "actor_loss", "q_loss", "lambda", "q_mean"):
             assert actual[key] == expected[key], key
+
+
+def check_checkpoint_policy(algo: DiffCPS, checkpoint: Path, iteration: int,
+                            score: dict) -> None:
+    """The checkpoint's policy/ holds the acting weights in the project's own format."""
+    from diffcps_ray.policy.checkpoints import read_checkpoint
+
+    contents = read_checkpoint(checkpoint)
+    assert (contents.task, contents.obs_dim, contents.act_dim) == (POINTMAZE, 6, 2)
+    assert contents.num_gradient_steps == 12 and contents.iteration == iteration
+    assert contents.score == score["normalized_score"]  # evaluated at these weights
+    assert contents.settings == algo.config.get_diffcps_settings()
+    module = algo.get_module().state_dict()
+    assert {name.split(".")[0] for name in contents.weights} == {"actor", "critic_target"}
+    for name, value in contents.weights.items():
+        assert torch.equal(value, module[name].cpu()), name
+
+
+def test_learner_owns_registers_and_saves_the_optimisers(ray_session, pointmaze_root):
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    algo = small_config(POINTMAZE, pointmaze_root).evaluation(eval_interval=0).build_algo()
+    try:
+        algo.train()
+
+        def inspect(learner) -> dict:
+            batch = {"obs": torch.randn(8, 6), "actions": torch.rand(8, 2) * 2 - 1,
+                     "rewards": torch.randn(8), "new_obs": torch.randn(8, 6),
+                     "terminateds": torch.zeros(8)}  # fmt: skip
+            generator = learner.agent.generator.get_state()
+            loss = learner.compute_loss_for_module(
+                module_id=DEFAULT_MODULE_ID, config=learner.config, batch=batch, fwd_out={}
+            )
+            state = learner.get_state()
+            return {
+                "registered": [name for name, _ in
+                               learner.get_optimizers_for_module(DEFAULT_MODULE_ID)],
+                "module_has_none": learner.agent.optimizers is None,
+                "adam_steps": {name: len(opt.state) for name, opt in
+                               learner.diffcps_optimizers().items()},
+                "loss": (loss.requires_grad, bool(torch.isfinite(loss))),
+                "rng_untouched": torch.equal(generator, learner.agent.generator.get_state()),
+                "saved": sorted(state["optimizer"]),
+                "agent_state": sorted(state["diffcps_agent"]),
+            }  # fmt: skip
+
+        (info,) = [r.get() for r in algo.learner_group.foreach_learner(inspect)]
+    finally:
+        algo.stop()
+    assert info["registered"] == ["actor", "critic", "lambda"]
+    assert info["module_has_none"]
+    assert all(count > 0 for count in info["adam_steps"].values())  # they did the steps
+    assert info["loss"] == (True, True) and info["rng_untouched"]
+    # RLlib saves the registered optimisers; the agent's state leaves them out.
+    assert info["saved"] == [f"default_policy_{n}" for n in ("actor", "critic", "lambda")]
+    assert not any(key.endswith("_optimizer") for key in info["agent_state"])
 
 
 def test_train_results_pass_rllibs_structure_check(ray_session, pointmaze_root):

@@ -32,6 +32,28 @@ def test_fields_are_the_settings_dataclass_fields():
         assert getattr(config, name) is None  # None: the task's default
 
 
+def test_training_declares_and_documents_every_setting():
+    """training() names each DiffCPSSettings field as a keyword and documents it."""
+    import inspect
+
+    from ray.rllib.algorithms.algorithm_config import NotProvided
+
+    params = inspect.signature(DiffCPSConfig.training).parameters
+    own = {name for name, p in params.items()
+           if p.kind is inspect.Parameter.KEYWORD_ONLY}  # fmt: skip
+    assert own == set(DIFFCPS_FIELDS) | {"gradient_steps_per_iteration"}
+    assert all(params[name].default is NotProvided for name in own)
+    doc = inspect.getdoc(DiffCPSConfig.training)
+    args = doc.split("Args:", 1)[1]
+    for name in own:
+        assert f"\n    {name}: " in args, f"training() does not document {name}"
+    # Every keyword lands on its attribute (and RLlib's own keywords still pass through).
+    config = DiffCPSConfig().training(**{name: i + 1 for i, name in enumerate(sorted(own))},
+                                      lr=0.5)  # fmt: skip
+    assert [getattr(config, name) for name in sorted(own)] == list(range(1, len(own) + 1))
+    assert config.lr == 0.5
+
+
 def test_task_table_defaults_and_overrides_in_any_order():
     # The override is given before the task: it still wins over the task's table row.
     config = DiffCPSConfig().training(kappa=0.123).environment(task="antmaze-umaze-diverse-v2")
@@ -75,6 +97,32 @@ def test_validation_messages(data_root, overrides, message):
     with pytest.raises(ConfigError, match=message) as info:
         config.validate()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("builder", "overrides", "message"),
+    [
+        ("training", {"kappa": 0.0},
+         "kappa must be positive (it bounds the diffusion loss), got 0.0."),
+        ("training", {"batch_size": 2.5}, "batch_size must be an integer, got 2.5."),
+        ("training", {"reward_tune": "double"},
+         "reward_tune must be one of 'none' or 'cql_antmaze', got 'double'."),
+        ("training", {"gradient_steps_per_iteration": True},
+         "gradient_steps_per_iteration must be an integer at least 1, got True."),
+        ("evaluation", {"eval_interval": -1},
+         "eval_interval must be an integer 0 or more, got -1."),
+        ("evaluation", {"eval_num_envs": 0},
+         "eval_num_envs must be an integer at least 1, got 0."),
+        ("training", {"lambda_clip": 150.0},
+         "lambda_clip (150.0) must not exceed lambda_max (100.0)."),
+    ],
+)  # fmt: skip
+def test_validate_says_what_is_wrong_in_one_sentence(data_root, builder, overrides, message):
+    config = DiffCPSConfig().environment(task=TASK).offline_data(data_root=data_root)
+    getattr(config, builder)(**overrides)
+    with pytest.raises(ConfigError) as info:
+        config.validate()
+    assert str(info.value) == message
 
 
 def test_unknown_task_and_missing_data(tmp_path, data_root):

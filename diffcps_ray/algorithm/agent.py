@@ -1,4 +1,4 @@
-"""DiffCPSAgent: networks, optimisers, the full training step, and action selection.
+"""DiffCPSAgent: networks, the full training step, and action selection.
 
 One :meth:`DiffCPSAgent.update` is one iteration of the paper's Algorithm 1 as the
 authors' implementation runs it:
@@ -13,6 +13,11 @@ authors' implementation runs it:
 Every random draw uses the agent's own generators, so ``state_dict`` /
 ``load_state_dict`` resume bit-identically. Metrics are detached 0-dim tensors (no host
 sync per step on GPUs).
+
+The three Adam optimisers (``OPTIMIZER_NAMES``) come from :meth:`DiffCPSAgent.make_optimizers`.
+A standalone agent owns a set (``agent.optimizers``); inside RLlib the Learner makes and
+registers them and passes them to ``update`` (the agent is then built with
+``own_optimizers=False``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -41,7 +48,12 @@ METRIC_NAMES = (
     "q_mean", "critic_grad_norm", "actor_grad_norm",
 )  # fmt: skip
 _ACTOR_METRICS = ("diffusion_loss", "actor_loss", "q_loss", "lambda_clamped", "actor_grad_norm")
-STATE_DICT_VERSION = 1
+# The optimisers' names (also the names the RLlib Learner registers them under).
+OPTIMIZER_NAMES = ("actor", "critic", "lambda")
+# 2: the optimisers' states are present only when the agent owns its optimisers.
+# 1: they were always present (still read).
+STATE_DICT_VERSION = 2
+READABLE_STATE_DICT_VERSIONS = (1, 2)
 
 
 def _make_adam(params: list[Tensor], lr: float, device: torch.device) -> torch.optim.Adam:
@@ -94,6 +106,9 @@ def restore_generator(generator: torch.Generator, saved: dict[str, Any] | Tensor
 class DiffCPSAgent:
     """DiffCPS on torch tensors: ``update(batch)``, ``act(obs)``, ``sample(obs)``.
 
+    ``own_optimizers``: make the three optimisers here (``self.optimizers``); with False
+    the caller makes them with :meth:`make_optimizers` and passes them to ``update``.
+
     Three generators: ``generator`` (training draws; also the one to pass to
     ``TransitionBuffer.sample`` so minibatch order is saved with the agent), a host-side
     generator for the actor step's Q1/Q2 coin (no device sync), and ``eval_generator``
@@ -107,6 +122,7 @@ class DiffCPSAgent:
         settings: DiffCPSSettings | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        own_optimizers: bool = True,
     ) -> None:
         settings = settings if settings is not None else DiffCPSSettings()
         settings.validate()
@@ -135,10 +151,10 @@ class DiffCPSAgent:
 
         self.actor_params = list(self.actor.parameters())
         self.critic_params = list(self.critic.parameters())
-        self.actor_optimizer = _make_adam(self.actor_params, s.actor_lr, self.device)
-        self.critic_optimizer = _make_adam(self.critic_params, s.critic_lr, self.device)
-        self.lambda_optimizer = _make_adam([self.lambda_param], s.lambda_lr, self.device)
-        self._base_lrs = (s.actor_lr, s.critic_lr, s.lambda_lr)
+        self._base_lrs = {"actor": s.actor_lr, "critic": s.critic_lr, "lambda": s.lambda_lr}
+        self.optimizers: dict[str, torch.optim.Optimizer] | None = (
+            self.make_optimizers() if own_optimizers else None
+        )
 
         self.generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.eval_generator = torch.Generator(device=self.device).manual_seed(seed + 2)
@@ -148,28 +164,51 @@ class DiffCPSAgent:
         nan = torch.full((), math.nan, device=self.device)
         self._last_actor_metrics: dict[str, Tensor] = dict.fromkeys(_ACTOR_METRICS, nan)
 
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """New Adam optimisers by name (``OPTIMIZER_NAMES``) over this agent's parameters."""
+        params = {"actor": self.actor_params, "critic": self.critic_params,
+                  "lambda": [self.lambda_param]}  # fmt: skip
+        return {name: _make_adam(params[name], self._base_lrs[name], self.device)
+                for name in OPTIMIZER_NAMES}  # fmt: skip
+
+    def _optimizers_or(
+        self, optimizers: Mapping[str, torch.optim.Optimizer] | None
+    ) -> Mapping[str, torch.optim.Optimizer]:
+        found = optimizers if optimizers is not None else self.optimizers
+        if found is None:
+            raise RuntimeError(
+                "This DiffCPSAgent has no optimisers of its own (own_optimizers=False): "
+                "pass the ones make_optimizers() made."
+            )
+        return found
+
     # ------------------------------------------------------------------ training step --
-    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def update(
+        self,
+        batch: dict[str, Tensor],
+        optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+    ) -> dict[str, Tensor]:
         """One gradient step: critic; actor and lambda when ``step % freq == 0``; targets.
 
         ``batch``: ``obs`` (B, obs_dim), ``actions`` (B, act_dim), ``rewards`` (B,) already
         tuned, ``new_obs`` (B, obs_dim), ``terminateds`` (B,) as float 0/1; all float32 on
-        the agent's device. Returns detached 0-dim tensors named in ``METRIC_NAMES``;
+        the agent's device. ``optimizers``: by name (``OPTIMIZER_NAMES``); default: the
+        agent's own. Returns detached 0-dim tensors named in ``METRIC_NAMES``;
         the actor's entries (``diffusion_loss, actor_loss, q_loss, lambda_clamped,
         actor_grad_norm``) come from the last actor step, ``lambda`` is the raw multiplier
         after this step, ``q_mean`` the online critics' mean Q on the batch before it.
         """
         s = self.settings
-        obs = batch["obs"]
-        actions = batch["actions"]
-        rewards = batch["rewards"].reshape(-1)
-        next_obs = batch["new_obs"]
-        not_done = 1.0 - batch["terminateds"].reshape(-1).to(rewards.dtype)
+        optimizers = self._optimizers_or(optimizers)
+        obs, actions, rewards, next_obs, not_done = _unpack(batch)
         step = self.num_steps
 
-        metrics = self._critic_step(obs, actions, rewards, next_obs, not_done)
+        metrics = self._critic_step(obs, actions, rewards, next_obs, not_done,
+                                    optimizers["critic"])  # fmt: skip
         if rules.policy_step_due(step, s.freq):
-            self._last_actor_metrics = self._actor_and_lambda_step(obs, actions)
+            self._last_actor_metrics = self._actor_and_lambda_step(
+                obs, actions, optimizers["actor"], optimizers["lambda"]
+            )
         metrics.update(self._last_actor_metrics)
         metrics["lambda"] = self.lambda_param.detach().clone()
 
@@ -178,12 +217,45 @@ class DiffCPSAgent:
             rules.ema_update_(self.ema_actor.parameters(), self.actor_params, s.ema_decay)
         self.num_steps += 1
         if s.lr_decay:
-            self._apply_lr_decay()
+            self._apply_lr_decay(optimizers)
         return metrics
 
-    def _critic_step(
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The three losses of one step on ``batch`` at the current parameters, no step.
+
+        ``critic_loss`` (twin TD), ``actor_loss`` (eq. [mu3]) and ``lambda_loss`` (eq.
+        [eta2]), with their parts ``diffusion_loss`` and ``q_loss``; the first three carry
+        gradients only into the critic, the actor and lambda respectively, so their sum
+        has each optimiser's gradient. Unlike ``update``, the actor's loss sees the critic
+        before (not after) this step's critic update. The noise is drawn from copies of
+        the training generators: calling this leaves the training trajectory unchanged.
+        """
+        obs, actions, rewards, next_obs, not_done = _unpack(batch)
+        with self._forked_training_generators():
+            critic_loss, _ = self._critic_loss(obs, actions, rewards, next_obs, not_done)
+            policy = self._policy_losses(obs, actions)
+        return {
+            "critic_loss": critic_loss,
+            "actor_loss": policy["actor_loss"],
+            "lambda_loss": policy["lambda_loss"],
+            "diffusion_loss": policy["diffusion_loss"],
+            "q_loss": policy["q_loss"],
+        }
+
+    @contextmanager
+    def _forked_training_generators(self) -> Iterator[None]:
+        generators = (self.generator, self._coin_generator)
+        saved = [g.get_state() for g in generators]
+        try:
+            yield
+        finally:
+            for generator, state in zip(generators, saved, strict=True):
+                generator.set_state(state)
+
+    def _critic_loss(
         self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, not_done: Tensor
-    ) -> dict[str, Tensor]:
+    ) -> tuple[Tensor, Tensor]:
+        """Twin TD loss against the EMA actor's next actions and the target critics; Q."""
         s = self.settings
         k = s.num_backup_samples if s.max_q_backup else 1
         with torch.no_grad():
@@ -194,18 +266,25 @@ class DiffCPSAgent:
             target = rules.critic_target(rewards, not_done, next_q, s.gamma)
 
         q = self.critic(obs, actions)
-        loss = rules.critic_loss(q, target)
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        return rules.critic_loss(q, target), q
+
+    def _critic_step(
+        self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor,
+        not_done: Tensor, optimizer: torch.optim.Optimizer,
+    ) -> dict[str, Tensor]:  # fmt: skip
+        loss, q = self._critic_loss(obs, actions, rewards, next_obs, not_done)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = _clip_grad_norm(self.critic_params, s.grad_norm)
-        self.critic_optimizer.step()
+        grad_norm = _clip_grad_norm(self.critic_params, self.settings.grad_norm)
+        optimizer.step()
         return {
             "critic_loss": loss.detach(),
             "q_mean": q.detach().mean(),
             "critic_grad_norm": grad_norm.detach(),
         }
 
-    def _actor_and_lambda_step(self, obs: Tensor, actions: Tensor) -> dict[str, Tensor]:
+    def _policy_losses(self, obs: Tensor, actions: Tensor) -> dict[str, Tensor]:
+        """Actor loss (eq. [mu3]) and dual loss (eq. [eta2]) with their parts."""
         s = self.settings
         # Shared by L_c and the reverse chain: the first layer's state and time parts.
         state_features = self.actor.state_features(obs)
@@ -238,32 +317,46 @@ class DiffCPSAgent:
             )
         q_loss = rules.normalized_q_loss(q_grad, q_other)
         lambda_used = rules.clamped_lambda(self.lambda_param, s.lambda_clip, s.lambda_max)
-        loss = rules.actor_loss(self.lambda_param, bc_loss, q_loss, s.lambda_clip, s.lambda_max)
-
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = _clip_grad_norm(self.actor_params, s.grad_norm)
-        self.actor_optimizer.step()
-
-        dual_loss = rules.lambda_loss(self.lambda_param, s.kappa, bc_loss)
-        self.lambda_optimizer.zero_grad(set_to_none=True)
-        dual_loss.backward()
-        _clip_grad_norm([self.lambda_param], s.grad_norm)
-        self.lambda_optimizer.step()
         return {
-            "diffusion_loss": bc_loss.detach(),
-            "actor_loss": loss.detach(),
-            "q_loss": q_loss.detach(),
-            "lambda_clamped": lambda_used.detach(),
+            "actor_loss": rules.actor_loss(
+                self.lambda_param, bc_loss, q_loss, s.lambda_clip, s.lambda_max
+            ),
+            # Its gradient reaches lambda only (L_c detached); the actor step leaves it as is.
+            "lambda_loss": rules.lambda_loss(self.lambda_param, s.kappa, bc_loss),
+            "diffusion_loss": bc_loss,
+            "q_loss": q_loss,
+            "lambda_clamped": lambda_used,
+        }
+
+    def _actor_and_lambda_step(
+        self, obs: Tensor, actions: Tensor, actor_optimizer: torch.optim.Optimizer,
+        lambda_optimizer: torch.optim.Optimizer,
+    ) -> dict[str, Tensor]:  # fmt: skip
+        s = self.settings
+        losses = self._policy_losses(obs, actions)
+        actor_optimizer.zero_grad(set_to_none=True)
+        losses["actor_loss"].backward()
+        grad_norm = _clip_grad_norm(self.actor_params, s.grad_norm)
+        actor_optimizer.step()
+
+        lambda_optimizer.zero_grad(set_to_none=True)
+        losses["lambda_loss"].backward()
+        _clip_grad_norm([self.lambda_param], s.grad_norm)
+        lambda_optimizer.step()
+        return {
+            "diffusion_loss": losses["diffusion_loss"].detach(),
+            "actor_loss": losses["actor_loss"].detach(),
+            "q_loss": losses["q_loss"].detach(),
+            "lambda_clamped": losses["lambda_clamped"].detach(),
             "actor_grad_norm": grad_norm.detach(),
         }
 
-    def _apply_lr_decay(self) -> None:
+    def _apply_lr_decay(self, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
         s = self.settings
-        optimizers = (self.actor_optimizer, self.critic_optimizer, self.lambda_optimizer)
-        for optimizer, base_lr in zip(optimizers, self._base_lrs, strict=True):
-            lr = rules.cosine_lr(base_lr, self.num_steps, s.lr_decay_steps, s.lr_decay_interval)
-            for group in optimizer.param_groups:
+        for name in OPTIMIZER_NAMES:
+            lr = rules.cosine_lr(self._base_lrs[name], self.num_steps, s.lr_decay_steps,
+                                 s.lr_decay_interval)  # fmt: skip
+            for group in optimizers[name].param_groups:
                 group["lr"] = lr
 
     # ------------------------------------------------------------------------ acting --
@@ -303,8 +396,12 @@ class DiffCPSAgent:
 
     # ------------------------------------------------------------------- checkpoints --
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-identically (tensors are copies)."""
-        return {
+        """Everything needed to continue bit-identically (tensors are copies).
+
+        The optimisers' states (``<name>_optimizer``) are included when the agent owns its
+        optimisers; otherwise their owner saves them.
+        """
+        state = {
             "version": STATE_DICT_VERSION,
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
@@ -315,18 +412,32 @@ class DiffCPSAgent:
             "critic": copy.deepcopy(self.critic.state_dict()),
             "critic_target": copy.deepcopy(self.critic_target.state_dict()),
             "lambda": self.lambda_param.detach().clone(),
-            "actor_optimizer": copy.deepcopy(self.actor_optimizer.state_dict()),
-            "critic_optimizer": copy.deepcopy(self.critic_optimizer.state_dict()),
-            "lambda_optimizer": copy.deepcopy(self.lambda_optimizer.state_dict()),
             "generator": generator_state(self.generator),
             "eval_generator": generator_state(self.eval_generator),
             "coin_generator": generator_state(self._coin_generator),
             "last_actor_metrics": {k: v.detach().clone() for k, v in
                                    self._last_actor_metrics.items()},
         }  # fmt: skip
+        for name, optimizer in (self.optimizers or {}).items():
+            state[f"{name}_optimizer"] = copy.deepcopy(optimizer.state_dict())
+        return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (the agent must have the same dims)."""
+    def load_state_dict(
+        self,
+        state: dict[str, Any],
+        optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+    ) -> None:
+        """Restore a :meth:`state_dict` (the agent must have the same dims).
+
+        Optimiser states in ``state`` are loaded into ``optimizers`` (default: the agent's
+        own); a state without them leaves the optimisers as they are.
+        """
+        version = state.get("version")
+        if version not in READABLE_STATE_DICT_VERSIONS:
+            raise ConfigError(
+                f"This DiffCPS agent state has format version {version!r}; this diffcps-ray "
+                f"reads versions {', '.join(map(str, READABLE_STATE_DICT_VERSIONS))}."
+            )
         if (state["obs_dim"], state["act_dim"]) != (self.obs_dim, self.act_dim):
             raise ConfigError(
                 f"Checkpoint is for obs_dim={state['obs_dim']}, act_dim={state['act_dim']}, "
@@ -338,11 +449,12 @@ class DiffCPSAgent:
         self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
             self.lambda_param.copy_(state["lambda"])
-        # Optimizer.load_state_dict keeps the given moment tensors (same device and dtype):
-        # copies, so that training never writes into ``state``.
-        self.actor_optimizer.load_state_dict(copy.deepcopy(state["actor_optimizer"]))
-        self.critic_optimizer.load_state_dict(copy.deepcopy(state["critic_optimizer"]))
-        self.lambda_optimizer.load_state_dict(copy.deepcopy(state["lambda_optimizer"]))
+        targets = optimizers if optimizers is not None else self.optimizers or {}
+        for name, optimizer in targets.items():
+            if f"{name}_optimizer" in state:
+                # Optimizer.load_state_dict keeps the given moment tensors (same device and
+                # dtype): copies, so that training never writes into ``state``.
+                optimizer.load_state_dict(copy.deepcopy(state[f"{name}_optimizer"]))
         restore_generator(self.generator, state["generator"])
         restore_generator(self.eval_generator, state["eval_generator"])
         restore_generator(self._coin_generator, state["coin_generator"])
@@ -350,3 +462,10 @@ class DiffCPSAgent:
         self._last_actor_metrics = {
             k: v.to(self.device) for k, v in state["last_actor_metrics"].items()
         }
+
+
+def _unpack(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """obs, actions, rewards (B,), new_obs, not_done (B,) of a batch (see ``update``)."""
+    rewards = batch["rewards"].reshape(-1)
+    not_done = 1.0 - batch["terminateds"].reshape(-1).to(rewards.dtype)
+    return batch["obs"], batch["actions"], rewards, batch["new_obs"], not_done

@@ -1,97 +1,45 @@
-"""Read a DiffCPS RLlib Algorithm checkpoint without Ray.
+"""Read the policy of a DiffCPS RLlib Algorithm checkpoint, without Ray and without pickles.
 
-An Algorithm checkpoint (``algo.save_to_path``) holds, among RLlib's own files:
-
-- ``learner_group/learner/rl_module/default_policy/module_state.pkl``: the RLModule's
-  weights, a pickled ``{"actor.<param>": ndarray, "critic_target.<param>": ..., ...}``
-  (RLlib converts module state to numpy, so it loads on any device);
-- ``learner_group/learner/state.pkl``: the learner's state, with the agent's own
-  ``state_dict`` under ``"diffcps_agent"`` (obs_dim, act_dim, settings, step counter).
-
-Both are plain pickles. They are read with an unpickler that never imports Ray: any Ray
-object inside (RLlib's metrics) becomes an inert placeholder, and torch tensors saved on a
-GPU are mapped to the CPU.
+An Algorithm checkpoint (``DiffCPS.save_to_path``) holds RLlib's own files
+(``rllib_checkpoint.json``, ``learner_group/``, ...) and ``policy/``: the acting policy in
+the project's own format (``policy.json`` + ``weights.pt``, see ``policy.core``), written
+by the Algorithm at every save. Only ``policy/`` is read here: its JSON, and its weights
+with ``torch.load(weights_only=True, map_location="cpu")``. RLlib's pickles are never
+opened.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from diffcps_ray.algorithm.config import DiffCPSSettings
-from diffcps_ray.policy.core import PolicyError
+from diffcps_ray.policy.core import POLICY_FILE, PolicyError, read_policy_files
 
 RLLIB_CHECKPOINT_FILE = "rllib_checkpoint.json"
 LEARNER_DIR = Path("learner_group", "learner")
-MODULE_DIR = LEARNER_DIR / "rl_module" / "default_policy"
-# The key DiffCPSTorchLearner.get_state stores the agent's state under (rllib/learner.py;
-# not imported here because that module imports Ray).
-AGENT_STATE_KEY = "diffcps_agent"
+# Where DiffCPS.save_to_path writes the policy inside an Algorithm checkpoint.
+CHECKPOINT_POLICY_DIR = "policy"
 # Where DiffCPSTrial.save_checkpoint puts the Algorithm inside a Tune checkpoint.
 TUNE_ALGORITHM_DIR = "algorithm"
 
 
 @dataclass
 class CheckpointContents:
+    """What a checkpoint's ``policy/`` says: the task, the networks' settings and weights."""
+
+    task: str | None
     obs_dim: int
     act_dim: int
     settings: DiffCPSSettings
-    weights: dict[str, np.ndarray]
+    weights: Mapping[str, Any]  # name -> float32 CPU tensor (actor.*, critic_target.*)
     num_gradient_steps: int
-
-    @property
-    def task(self) -> str | None:
-        task = (self.settings.extra or {}).get("task")
-        return str(task) if task else None
-
-
-class _Opaque:
-    """Stands in for any Ray object inside a checkpoint pickle (none is needed to act)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Opaque:
-        return _Opaque()
-
-
-def _tensor_on_cpu(data: bytes) -> Any:
-    import torch
-
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-
-
-class _NoRayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "ray" or module.startswith("ray."):
-            return _Opaque
-        if (module, name) == ("torch.storage", "_load_from_bytes"):
-            return _tensor_on_cpu
-        return super().find_class(module, name)
-
-
-def _load_pickle(path: Path) -> Any:
-    if not path.is_file():
-        if path.with_suffix(".msgpack").is_file():
-            raise PolicyError(
-                f"{path.with_suffix('.msgpack')} is a msgpack checkpoint; load it with Ray "
-                f"(RLModule.from_checkpoint) instead."
-            )
-        raise PolicyError(f"{path} is missing: the checkpoint is incomplete.")
-    try:
-        with open(path, "rb") as f:
-            return _NoRayUnpickler(f).load()
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError,
-            ModuleNotFoundError) as error:
-        raise PolicyError(f"{path} could not be read ({error}).") from None
+    iteration: int | None = None
+    score: float | None = None  # the normalised score of these weights, if evaluated
+    eval_env: dict[str, Any] | None = None  # the data's recorded evaluation env
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def is_algorithm_checkpoint(path: Path) -> bool:
@@ -109,19 +57,28 @@ def algorithm_dir(path: Path) -> Path | None:
 
 
 def read_checkpoint(path: Path) -> CheckpointContents:
-    """Settings, dims and acting weights of the Algorithm checkpoint at ``path``."""
-    learner = _load_pickle(path / LEARNER_DIR / "state.pkl")
-    agent = learner.get(AGENT_STATE_KEY) if isinstance(learner, dict) else None
-    if not isinstance(agent, dict):
-        raise PolicyError(f"{path} is not a DiffCPS checkpoint: its learner has no agent state.")
-    module = _load_pickle(path / MODULE_DIR / "module_state.pkl")
-    if not isinstance(module, dict):
-        raise PolicyError(f"{path / MODULE_DIR} holds no module weights.")
-    weights = {str(k): np.asarray(v) for k, v in module.items() if not isinstance(v, dict)}
-    return CheckpointContents(
-        obs_dim=int(agent["obs_dim"]),
-        act_dim=int(agent["act_dim"]),
-        settings=DiffCPSSettings.from_dict(agent["settings"]),
-        weights=weights,
-        num_gradient_steps=int(agent.get("num_steps", 0)),
-    )
+    """The policy saved in the Algorithm checkpoint at ``path`` (its ``policy/``)."""
+    directory = path / CHECKPOINT_POLICY_DIR
+    if not (directory / POLICY_FILE).is_file():
+        raise PolicyError(
+            f"{path} has no {CHECKPOINT_POLICY_DIR}/{POLICY_FILE}: it was saved before "
+            f"checkpoints carried their policy; restore it with Ray "
+            f"(diffcps_ray.rllib.DiffCPS.from_checkpoint) and save it again."
+        )
+    meta, weights = read_policy_files(directory)
+    provenance = meta.get("provenance") if isinstance(meta.get("provenance"), dict) else {}
+    try:
+        return CheckpointContents(
+            task=str(meta["task"]) if meta.get("task") else None,
+            obs_dim=int(meta["obs_dim"]),
+            act_dim=int(meta["act_dim"]),
+            settings=DiffCPSSettings.from_dict(meta["settings"]),
+            weights=weights,
+            num_gradient_steps=int(provenance.get("num_gradient_steps") or 0),
+            iteration=provenance.get("iteration"),
+            score=meta.get("score"),
+            eval_env=meta.get("eval_env"),
+            provenance=dict(provenance),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise PolicyError(f"{directory / POLICY_FILE} lacks the field {error}.") from None

@@ -19,6 +19,7 @@ actor, one drawn from softmax over the target critics' min(Q1, Q2).
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,7 +83,8 @@ class Policy:
             for name, value in weights.items()
             if name.split(".", 1)[0] in ACTING_NETWORKS
         }  # fmt: skip
-        self._agent = DiffCPSAgent(self.obs_dim, self.act_dim, settings, device=device, seed=seed)
+        self._agent = DiffCPSAgent(self.obs_dim, self.act_dim, settings, device=device,
+                                   seed=seed, own_optimizers=False)  # acts only
         for network in ACTING_NETWORKS:
             prefix = f"{network}."
             state = {k[len(prefix):]: v for k, v in self.weights.items() if k.startswith(prefix)}
@@ -173,15 +175,27 @@ class Policy:
         return replace_dir(directory, write)
 
 
-def read_policy_dir(directory: Path, device: str | torch.device = "cpu",
-                    seed: int = 0) -> Policy:
-    """Load an exported policy directory; a newer format version is refused."""
+def read_policy_files(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``policy.json`` and the weights of a policy directory, read without unpickling.
+
+    The weights are loaded with ``torch.load(weights_only=True)`` onto the CPU; a newer
+    format version is refused.
+    """
     meta = read_policy_json(directory)
     weights_path = directory / str(meta.get("weights") or WEIGHTS_FILE)
     try:
         weights = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as error:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise PolicyError(f"{weights_path} is not a readable weights file ({error}).") from None
+    if not isinstance(weights, dict):
+        raise PolicyError(f"{weights_path} holds no weights dict.")
+    return meta, weights
+
+
+def read_policy_dir(directory: Path, device: str | torch.device = "cpu",
+                    seed: int = 0) -> Policy:
+    """Load an exported policy directory; a newer format version is refused."""
+    meta, weights = read_policy_files(directory)
     try:
         settings = DiffCPSSettings.from_dict(meta["settings"])
         return Policy(

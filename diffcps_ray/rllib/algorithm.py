@@ -19,6 +19,10 @@ every iteration with the last evaluation carried forward (NaN before the first o
 counts the data rows drawn for gradient steps (there are no env runners: as in RLlib's
 offline algorithms, "sampled env steps" are rows read from the data), and
 ``fault_tolerance/`` reports zero env runners.
+
+Checkpoints (``save_to_path``) hold RLlib's files plus ``policy/``: the acting policy in
+the project's own format (``policy.json`` + ``weights.pt``, docs/policies.md), so
+``diffcps_ray.load_policy`` reads a checkpoint without Ray and without unpickling.
 """
 
 from __future__ import annotations
@@ -26,17 +30,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core import (
+    COMPONENT_LEARNER,
+    COMPONENT_LEARNER_GROUP,
+    COMPONENT_RL_MODULE,
+    DEFAULT_MODULE_ID,
+)
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
     EVALUATION_ITERATION_TIMER,
@@ -50,7 +62,10 @@ from ray.rllib.utils.metrics import (
 )
 
 from diffcps_ray.errors import ConfigError
+from diffcps_ray.policy.checkpoints import CHECKPOINT_POLICY_DIR
+from diffcps_ray.policy.core import Policy
 from diffcps_ray.rllib.config import DiffCPSConfig
+from diffcps_ray.ray_shims import restore_without_env_runners
 from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
 
 if TYPE_CHECKING:
@@ -73,13 +88,17 @@ class DiffCPS(Algorithm):
     config: DiffCPSConfig
 
     @classmethod
+    @override(Algorithm)
     def get_default_config(cls) -> DiffCPSConfig:
         return DiffCPSConfig()
 
+    @override(Algorithm)
     def setup(self, config: Any) -> None:
         super().setup(config)
         self._num_gradient_steps = 0
         self._last_eval: dict[str, float] = {}
+        self._evaluated_at_step: int | None = None  # gradient steps the last score saw
+        self._recorded_eval_env: dict[str, Any] | None = None
         self._best_score = -math.inf
         self._num_evaluations = 0
         self._eval_module: DiffCPSTorchRLModule | None = None
@@ -101,6 +120,7 @@ class DiffCPS(Algorithm):
 
         spec = self.config.task_spec
         manifest = read_manifest(self.config.resolved_input())
+        self._recorded_eval_env = manifest.eval_env
         if manifest.eval_env is None:
             return spec
         eval_spec = spec.with_eval_env(manifest.eval_env)
@@ -124,6 +144,7 @@ class DiffCPS(Algorithm):
 
     # --- training ------------------------------------------------------------------------
 
+    @override(Algorithm)
     def training_step(self) -> None:
         """The learners' gradient steps, then (every ``eval_interval`` iterations) an
         evaluation; everything is logged through ``self.metrics``."""
@@ -181,10 +202,12 @@ class DiffCPS(Algorithm):
                                      num_envs=config.eval_num_envs)
         result["time_s"] = time.perf_counter() - start
         self._num_evaluations += 1
+        self._evaluated_at_step = self._num_gradient_steps
         self._best_score = max(self._best_score, float(result[NORMALIZED_SCORE]))
         self._last_eval = {key: float(value) for key, value in result.items()}
         return dict(self._last_eval)
 
+    @override(Algorithm)
     def evaluate(self, parallel_train_future: Any = None) -> dict[str, Any]:
         """Algorithm.evaluate: the simulator evaluation (there are no eval env runners)."""
         self.evaluate_in_simulator()
@@ -202,6 +225,7 @@ class DiffCPS(Algorithm):
         metrics[NUM_EVALUATIONS] = self._num_evaluations
         return metrics
 
+    @override(Algorithm)
     def get_module(self, module_id: str = DEFAULT_MODULE_ID) -> DiffCPSTorchRLModule | None:
         """The RLModule that acts (None for an unknown module id).
 
@@ -218,8 +242,11 @@ class DiffCPS(Algorithm):
     def _inference_module(self) -> DiffCPSTorchRLModule:
         """The module to act with: the local learner's own, or a synced driver copy."""
         if self.learner_group.is_local:
-            module = self.learner_group._learner.module[DEFAULT_MODULE_ID]
-            return module.unwrapped() if hasattr(module, "unwrapped") else module
+            # A local learner runs in this process: foreach_learner hands back its module.
+            (result,) = self.learner_group.foreach_learner(
+                lambda learner: learner.module[DEFAULT_MODULE_ID].unwrapped()
+            )
+            return result.get()
         if self._eval_module is None:
             spec = RLModuleSpec(
                 module_class=DiffCPSTorchRLModule,
@@ -235,6 +262,54 @@ class DiffCPS(Algorithm):
 
     # --- checkpoints ---------------------------------------------------------------------
 
+    def acting_policy(self, state: dict[str, Any] | None = None) -> Policy:
+        """The current weights as a ``Policy`` (what ``save_to_path`` writes to ``policy/``).
+
+        ``state``: an ``Algorithm.get_state()`` to take the weights from instead of the
+        live module. The score is the last evaluation's if it scored these weights.
+        """
+        config = self.config
+        if state is not None:
+            weights = state[COMPONENT_LEARNER_GROUP][COMPONENT_LEARNER][COMPONENT_RL_MODULE][
+                DEFAULT_MODULE_ID
+            ]
+        else:
+            weights = self._inference_module().state_dict()
+        fresh = self._evaluated_at_step == self._num_gradient_steps
+        return Policy(
+            task=config.task_spec.name,
+            obs_dim=config.task_spec.obs_dim,
+            act_dim=config.task_spec.act_dim,
+            settings=config.get_diffcps_settings(),
+            weights=weights,
+            eval_env=self._recorded_eval_env,
+            score=self._last_eval.get(NORMALIZED_SCORE) if fresh else None,
+            provenance={"kind": "checkpoint", "iteration": self.iteration,
+                        NUM_GRADIENT_STEPS: self._num_gradient_steps},
+        )  # fmt: skip
+
+    @override(Algorithm)
+    def save_to_path(self, path: Any = None, *, state: dict[str, Any] | None = None,
+                     filesystem: Any = None, use_msgpack: bool = False) -> str:
+        """RLlib's checkpoint, plus the acting policy in ``policy/`` (policy.json and
+        weights.pt): what ``diffcps_ray.load_policy`` reads, without Ray."""
+        import pyarrow.fs
+
+        saved = super().save_to_path(path, state=state, filesystem=filesystem,
+                                     use_msgpack=use_msgpack)  # fmt: skip
+        policy = self.acting_policy(state)
+        if filesystem is None:
+            filesystem, _ = pyarrow.fs.FileSystem.from_uri(str(saved if path is None else path))
+        if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+            policy.save(Path(saved) / CHECKPOINT_POLICY_DIR)
+        else:  # written here, then copied to the checkpoint's filesystem
+            with tempfile.TemporaryDirectory() as tmp:
+                local = policy.save(Path(tmp) / CHECKPOINT_POLICY_DIR)
+                pyarrow.fs.copy_files(str(local), f"{saved}/{CHECKPOINT_POLICY_DIR}",
+                                      destination_filesystem=filesystem)  # fmt: skip
+        return saved
+
+    @override(Algorithm)
     def get_state(self, components: Any = None, *, not_components: Any = None,
                   **kwargs: Any) -> dict[str, Any]:
         state = super().get_state(components, not_components=not_components, **kwargs)
@@ -243,17 +318,20 @@ class DiffCPS(Algorithm):
             "last_eval": dict(self._last_eval),
             "best_score": self._best_score,
             NUM_EVALUATIONS: self._num_evaluations,
+            "evaluated_at_step": self._evaluated_at_step,
         }
         return state
 
+    @override(Algorithm)
     def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
         if self.env_runner_group is None:
             # Algorithm.restore_from_path syncs weights to env runners, which an offline
-            # DiffCPS run does not have (it would fail on None); restore the components
-            # (learner group with the agent's state, metrics, our counters) directly.
-            return super(Algorithm, self).restore_from_path(path, *args, **kwargs)
+            # DiffCPS run does not have; restore the components (learner group with the
+            # agent's state, metrics, our counters) without that step.
+            return restore_without_env_runners(self, path, *args, **kwargs)
         return super().restore_from_path(path, *args, **kwargs)
 
+    @override(Algorithm)
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         own = state.get(_STATE_KEY)
@@ -262,6 +340,7 @@ class DiffCPS(Algorithm):
             self._last_eval = dict(own["last_eval"])
             self._best_score = float(own["best_score"])
             self._num_evaluations = int(own[NUM_EVALUATIONS])
+            self._evaluated_at_step = own.get("evaluated_at_step")
 
 
 @contextlib.contextmanager

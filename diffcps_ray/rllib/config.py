@@ -1,9 +1,10 @@
 """DiffCPSConfig: the AlgorithmConfig of the DiffCPS RLlib Algorithm.
 
 Every DiffCPS hyper-parameter is a field of ``diffcps_ray.algorithm.config.DiffCPSSettings``
-(one source of truth, with the authors' defaults); this config mirrors those fields as
-attributes and ``.training()`` keywords without retyping them. A field left at ``None``
-takes the task's default from the spec's per-task table (``DiffCPSSettings.for_task``), so
+(one source of truth for defaults and bounds); this config declares each field as an
+attribute and a documented ``.training()`` keyword, as RLlib's own configs do (a test keeps
+them equal to the dataclass's fields). A field left at ``None`` takes the task's default
+from the spec's per-task table (``DiffCPSSettings.for_task``), so
 
     DiffCPSConfig().environment(task="hopper-medium-v2")
         .offline_data(data_root="data")
@@ -32,11 +33,12 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.annotations import override
 
 from diffcps_ray.algorithm.config import DiffCPSSettings
 from diffcps_ray.errors import ConfigError
 
-# The DiffCPS fields, read off the dataclass (never retyped here).
+# The DiffCPS fields (training() declares each; tests check they match the dataclass).
 DIFFCPS_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DiffCPSSettings))
 
 UNUSED_RLLIB_FIELDS: dict[str, tuple[str, str]] = {
@@ -80,9 +82,42 @@ class DiffCPSConfig(AlgorithmConfig):
         super().__init__(algo_class=algo_class or DiffCPS)
         self._is_online = False
 
-        # DiffCPS hyper-parameters; None = the task's default (DiffCPSSettings.for_task).
-        for name in DIFFCPS_FIELDS:
-            setattr(self, name, None)
+        # DiffCPS hyper-parameters (DiffCPSSettings fields, documented in training());
+        # None = the task's default (DiffCPSSettings.for_task). gamma replaces RLlib's.
+        self.T: int | None = None
+        self.beta_schedule: str | None = None
+        self.vp_beta_min: float | None = None
+        self.vp_beta_max: float | None = None
+        self.hidden_dim: int | None = None
+        self.time_embed_dim: int | None = None
+        self.max_action: float | None = None
+        self.gamma: float | None = None
+        self.tau: float | None = None
+        self.batch_size: int | None = None
+        self.max_q_backup: bool | None = None
+        self.num_backup_samples: int | None = None
+        self.reward_tune: str | None = None
+        self.actor_lr: float | None = None
+        self.critic_lr: float | None = None
+        self.lambda_lr: float | None = None
+        self.grad_norm: float | None = None
+        self.freq: int | None = None
+        self.lr_decay: bool | None = None
+        self.lr_decay_steps: int | None = None
+        self.lr_decay_interval: int | None = None
+        self.lambda_init: float | None = None
+        self.kappa: float | None = None
+        self.lambda_clip: float | None = None
+        self.lambda_max: float | None = None
+        self.ema_decay: float | None = None
+        self.ema_interval: int | None = None
+        self.ema_start_step: int | None = None
+        self.num_eval_candidates: int | None = None
+        self.num_epochs: int | None = None
+        self.steps_per_epoch: int | None = None
+        self.eval_interval_epochs: int | None = None
+        self.eval_episodes: int | None = None
+        self.extra: dict[str, Any] | None = None
 
         # The task (registry name) and where its shards live.
         self.task: str | None = None
@@ -112,6 +147,7 @@ class DiffCPSConfig(AlgorithmConfig):
 
     # --- builder methods -----------------------------------------------------------------
 
+    @override(AlgorithmConfig)
     def environment(self, env: Any = NotProvided, *, task: str | None = NotProvided,
                     **kwargs: Any) -> DiffCPSConfig:
         """Also takes ``task``: a registry name; sets observation/action spaces from it."""
@@ -122,6 +158,7 @@ class DiffCPSConfig(AlgorithmConfig):
                 self._set_spaces_from_task()
         return self
 
+    @override(AlgorithmConfig)
     def offline_data(self, *, data_root: str | Path | None = NotProvided,
                      **kwargs: Any) -> DiffCPSConfig:
         """Also takes ``data_root``: ``input_`` becomes ``data_root/<task>``.
@@ -133,24 +170,179 @@ class DiffCPSConfig(AlgorithmConfig):
             self.data_root = None if data_root is None else str(data_root)
         return self
 
-    def training(self, *, gradient_steps_per_iteration: int | None = NotProvided,
-                 **kwargs: Any) -> DiffCPSConfig:
-        """RLlib's training settings plus every ``DiffCPSSettings`` field by name.
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        T: int | None = NotProvided,
+        beta_schedule: str | None = NotProvided,
+        vp_beta_min: float | None = NotProvided,
+        vp_beta_max: float | None = NotProvided,
+        hidden_dim: int | None = NotProvided,
+        time_embed_dim: int | None = NotProvided,
+        max_action: float | None = NotProvided,
+        gamma: float | None = NotProvided,
+        tau: float | None = NotProvided,
+        batch_size: int | None = NotProvided,
+        max_q_backup: bool | None = NotProvided,
+        num_backup_samples: int | None = NotProvided,
+        reward_tune: str | None = NotProvided,
+        actor_lr: float | None = NotProvided,
+        critic_lr: float | None = NotProvided,
+        lambda_lr: float | None = NotProvided,
+        grad_norm: float | None = NotProvided,
+        freq: int | None = NotProvided,
+        lr_decay: bool | None = NotProvided,
+        lr_decay_steps: int | None = NotProvided,
+        lr_decay_interval: int | None = NotProvided,
+        lambda_init: float | None = NotProvided,
+        kappa: float | None = NotProvided,
+        lambda_clip: float | None = NotProvided,
+        lambda_max: float | None = NotProvided,
+        ema_decay: float | None = NotProvided,
+        ema_interval: int | None = NotProvided,
+        ema_start_step: int | None = NotProvided,
+        num_eval_candidates: int | None = NotProvided,
+        num_epochs: int | None = NotProvided,
+        steps_per_epoch: int | None = NotProvided,
+        eval_interval_epochs: int | None = NotProvided,
+        eval_episodes: int | None = NotProvided,
+        extra: dict[str, Any] | None = NotProvided,
+        gradient_steps_per_iteration: int | None = NotProvided,
+        **kwargs: Any,
+    ) -> DiffCPSConfig:
+        """Sets the DiffCPS hyper-parameters (and RLlib's training settings, ``**kwargs``).
 
-        ``gradient_steps_per_iteration``: gradient steps per ``train()`` call (None: the
-        settings' ``steps_per_epoch``, 1000, one of the authors' epochs). A DiffCPS field
-        set to None goes back to the task's default.
+        Every DiffCPS argument defaults to the task's value (the per-task table,
+        ``DiffCPSSettings.for_task``, with the authors' defaults, given in brackets
+        below); passing None puts a set value back to it. Values are checked by
+        ``validate()``. RLlib's own ``lr``, ``train_batch_size_per_learner``,
+        ``grad_clip``, ... are not used and fail validation (see ``UNUSED_RLLIB_FIELDS``).
+
+        Args:
+            T: Diffusion steps of the policy (paper: 5 for every task).
+            beta_schedule: Noise schedule; only "vp" (variance preserving, the paper's).
+            vp_beta_min: Smallest beta of the vp schedule (0.1).
+            vp_beta_max: Largest beta of the vp schedule (10.0); above vp_beta_min.
+            hidden_dim: Width of the actor's and critics' hidden layers (256).
+            time_embed_dim: Size of the diffusion-step embedding (16; even, at least 4).
+            max_action: Actions and the denoiser's x0 estimate are clamped to
+                [-max_action, max_action] (1.0).
+            gamma: Discount factor in (0, 1] (0.99). DiffCPS's own: RLlib's learners are
+                not used.
+            tau: Polyak rate of the target critics, applied every gradient step (0.005).
+            batch_size: Rows per gradient step on each learner (256); with num_learners=N
+                one step sees N * batch_size rows.
+            max_q_backup: Max-Q backup: the critic target takes the max over
+                num_backup_samples next actions (AntMaze).
+            num_backup_samples: Next actions per next state for the max-Q backup (10).
+            reward_tune: "none" or "cql_antmaze" (r' = (r - 0.5) * 4), applied to the data.
+            actor_lr: Adam learning rate of the actor (3e-4).
+            critic_lr: Adam learning rate of the twin critics (3e-4).
+            lambda_lr: Adam learning rate of the Lagrange multiplier lambda (3e-5).
+            grad_norm: Max L2 norm of each optimiser's gradients; <= 0 disables clipping.
+            freq: Actor and lambda update every freq gradient steps (the paper's d; 2).
+            lr_decay: Cosine learning-rate decay on all three optimisers (False).
+            lr_decay_steps: Cosine period in scheduler steps (2000).
+            lr_decay_interval: Gradient steps per scheduler step (50000).
+            lambda_init: Initial value of lambda (>= 0).
+            kappa: Constraint level on the diffusion loss (paper eq. [eta2]); positive.
+            lambda_clip: Lower clamp of lambda where it is used (>= 0, at most lambda_max).
+            lambda_max: Upper clamp of lambda where it is used (100).
+            ema_decay: Decay of the actor's EMA copy, in [0, 1) (0.995).
+            ema_interval: The EMA actor updates every ema_interval gradient steps (5).
+            ema_start_step: The EMA actor's first update is at this gradient step (1000);
+                before, it keeps its initial weights.
+            num_eval_candidates: Actions sampled per state at evaluation, one drawn from
+                softmax(Q) (50).
+            num_epochs: Length of the authors' runs in epochs (training protocol only).
+            steps_per_epoch: Gradient steps per epoch (1000); the default of
+                gradient_steps_per_iteration.
+            eval_interval_epochs: Epochs between evaluations (50); the default of
+                eval_interval.
+            eval_episodes: Episodes per evaluation (10; 100 for AntMaze).
+            extra: Free-form notes kept with the settings (ignored by the method).
+            gradient_steps_per_iteration: Gradient steps per ``train()`` call on each
+                learner (None: steps_per_epoch, one of the authors' epochs).
+            **kwargs: RLlib's ``AlgorithmConfig.training`` arguments.
+
+        Returns:
+            This updated config.
         """
-        own = {name: kwargs.pop(name) for name in list(kwargs) if name in DIFFCPS_FIELDS}
-        if kwargs:
-            super().training(**kwargs)
-        for name, value in own.items():
-            if value is not NotProvided:
-                setattr(self, name, value)
+        super().training(**kwargs)
+        if T is not NotProvided:
+            self.T = T
+        if beta_schedule is not NotProvided:
+            self.beta_schedule = beta_schedule
+        if vp_beta_min is not NotProvided:
+            self.vp_beta_min = vp_beta_min
+        if vp_beta_max is not NotProvided:
+            self.vp_beta_max = vp_beta_max
+        if hidden_dim is not NotProvided:
+            self.hidden_dim = hidden_dim
+        if time_embed_dim is not NotProvided:
+            self.time_embed_dim = time_embed_dim
+        if max_action is not NotProvided:
+            self.max_action = max_action
+        if gamma is not NotProvided:
+            self.gamma = gamma
+        if tau is not NotProvided:
+            self.tau = tau
+        if batch_size is not NotProvided:
+            self.batch_size = batch_size
+        if max_q_backup is not NotProvided:
+            self.max_q_backup = max_q_backup
+        if num_backup_samples is not NotProvided:
+            self.num_backup_samples = num_backup_samples
+        if reward_tune is not NotProvided:
+            self.reward_tune = reward_tune
+        if actor_lr is not NotProvided:
+            self.actor_lr = actor_lr
+        if critic_lr is not NotProvided:
+            self.critic_lr = critic_lr
+        if lambda_lr is not NotProvided:
+            self.lambda_lr = lambda_lr
+        if grad_norm is not NotProvided:
+            self.grad_norm = grad_norm
+        if freq is not NotProvided:
+            self.freq = freq
+        if lr_decay is not NotProvided:
+            self.lr_decay = lr_decay
+        if lr_decay_steps is not NotProvided:
+            self.lr_decay_steps = lr_decay_steps
+        if lr_decay_interval is not NotProvided:
+            self.lr_decay_interval = lr_decay_interval
+        if lambda_init is not NotProvided:
+            self.lambda_init = lambda_init
+        if kappa is not NotProvided:
+            self.kappa = kappa
+        if lambda_clip is not NotProvided:
+            self.lambda_clip = lambda_clip
+        if lambda_max is not NotProvided:
+            self.lambda_max = lambda_max
+        if ema_decay is not NotProvided:
+            self.ema_decay = ema_decay
+        if ema_interval is not NotProvided:
+            self.ema_interval = ema_interval
+        if ema_start_step is not NotProvided:
+            self.ema_start_step = ema_start_step
+        if num_eval_candidates is not NotProvided:
+            self.num_eval_candidates = num_eval_candidates
+        if num_epochs is not NotProvided:
+            self.num_epochs = num_epochs
+        if steps_per_epoch is not NotProvided:
+            self.steps_per_epoch = steps_per_epoch
+        if eval_interval_epochs is not NotProvided:
+            self.eval_interval_epochs = eval_interval_epochs
+        if eval_episodes is not NotProvided:
+            self.eval_episodes = eval_episodes
+        if extra is not NotProvided:
+            self.extra = extra
         if gradient_steps_per_iteration is not NotProvided:
             self.gradient_steps_per_iteration = gradient_steps_per_iteration
         return self
 
+    @override(AlgorithmConfig)
     def evaluation(self, *, eval_interval: int | None = NotProvided,
                    eval_episodes: int | None = NotProvided,
                    eval_num_envs: int | None = NotProvided, eval_seed: int = NotProvided,
@@ -163,12 +355,15 @@ class DiffCPSConfig(AlgorithmConfig):
         ``eval_num_envs``: simulators stepped together; ``eval_seed``: the base seed.
         Other keywords are RLlib's (its env-runner evaluation is not used).
         """
-        if kwargs:
-            super().evaluation(**kwargs)
-        for name, value in (("eval_interval", eval_interval), ("eval_episodes", eval_episodes),
-                            ("eval_num_envs", eval_num_envs), ("eval_seed", eval_seed)):
-            if value is not NotProvided:
-                setattr(self, name, value)
+        super().evaluation(**kwargs)
+        if eval_interval is not NotProvided:
+            self.eval_interval = eval_interval
+        if eval_episodes is not NotProvided:
+            self.eval_episodes = eval_episodes
+        if eval_num_envs is not NotProvided:
+            self.eval_num_envs = eval_num_envs
+        if eval_seed is not NotProvided:
+            self.eval_seed = eval_seed
         return self
 
     # --- resolved values -----------------------------------------------------------------
@@ -235,6 +430,7 @@ class DiffCPSConfig(AlgorithmConfig):
 
     # --- validation ----------------------------------------------------------------------
 
+    @override(AlgorithmConfig)
     def validate(self) -> None:
         """RLlib's checks, then DiffCPS's: each failure is one plain sentence."""
         self._validate_diffcps()
@@ -294,17 +490,20 @@ class DiffCPSConfig(AlgorithmConfig):
         # Actions are normalised to [-1, 1] everywhere (data, sampler, simulators).
         self.action_space = gym.spaces.Box(-1.0, 1.0, (spec.act_dim,), np.float32)
 
+    @override(AlgorithmConfig)
     def get_default_learner_class(self) -> type:
         from diffcps_ray.rllib.learner import DiffCPSTorchLearner
 
         return DiffCPSTorchLearner
 
+    @override(AlgorithmConfig)
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
 
         return RLModuleSpec(module_class=DiffCPSTorchRLModule)
 
     @property
+    @override(AlgorithmConfig)
     def _model_config_auto_includes(self) -> dict[str, Any]:
         from diffcps_ray.rllib.rl_module import SEED_KEY, SETTINGS_KEY
 

@@ -1,11 +1,23 @@
-"""DiffCPSTorchLearner: runs ``DiffCPSAgent.update`` on learner-resident data.
+"""DiffCPSTorchLearner: the DiffCPS update on learner-resident data, as an RLlib Learner.
+
+As in RLlib's own algorithms (rllib/algorithms/iql), the Learner owns the optimisers and
+the losses: ``configure_optimizers_for_module`` makes the critic, actor and lambda Adam
+optimisers (``DiffCPSAgent.make_optimizers``) and registers them with
+``register_optimizer``; ``compute_loss_for_module`` computes the DiffCPS losses of a batch
+(``DiffCPSAgent.losses``). RLlib saves the optimisers' state with the Learner's, as for
+any registered optimiser.
 
 One ``update()`` call (one training iteration) runs ``gradient_steps_per_iteration`` full
-DiffCPS gradient steps. Each step draws a minibatch by index from the learner's resident
-shard (``TransitionBuffer``) and calls the agent's own update, which holds the whole
-method: critic step, actor and lambda steps every ``freq`` steps, per-step Polyak and EMA
-(RLlib's ``after_gradient_based_update`` runs once per update call, so these cannot live
-there). The RLlib overhead (remote call, metrics reduce) is paid once per iteration.
+DiffCPS gradient steps with those optimisers. Each step draws a minibatch by index from the
+learner's resident shard (``TransitionBuffer``) and calls ``DiffCPSAgent.update``: critic
+step; actor and lambda steps every ``freq`` steps; per-step Polyak and EMA. RLlib's
+generic path (``forward_train`` -> ``compute_losses`` -> ``compute_gradients`` ->
+``apply_gradients`` per minibatch) cannot express this step: it applies every optimiser
+on every minibatch from losses computed before any of them stepped, whereas the actor's
+loss must see the critic after this step's critic update, the actor and lambda step only
+every ``freq`` steps, and the target networks move after each step
+(``after_gradient_based_update`` runs once per ``update()`` call). So ``update`` is
+overridden; the RLlib overhead (remote call, metrics reduce) is paid once per iteration.
 
 With several learners, every gradient is averaged across learners (a torch.distributed
 all-reduce in a per-parameter post-accumulate hook, so before clipping), since RLlib's
@@ -21,12 +33,16 @@ from typing import Any
 
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.learner.learner import Learner
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.utils.annotations import override
 
+from diffcps_ray.algorithm.agent import OPTIMIZER_NAMES, DiffCPSAgent
 from diffcps_ray.algorithm.buffer import TransitionBuffer
 from diffcps_ray.data import shards
 from diffcps_ray.rllib.offline_data import canonical_order
+from diffcps_ray.ray_shims import SkipDDPWrapping, wants_component
 from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
 from diffcps_ray.runtime import set_torch_threads
 
@@ -37,11 +53,14 @@ NUM_GRADIENT_STEPS = "num_gradient_steps"
 STEPS_PER_SECOND = "steps_per_s"
 SAMPLE_TIME_FRACTION = "sample_time_fraction"
 DATASET_ROWS = "dataset_rows"
+# compute_loss_for_module's terms, logged under learners/<module_id>/.
+LOSS_TERMS = ("critic_loss", "actor_loss", "lambda_loss")
 
 
-class DiffCPSTorchLearner(TorchLearner):
+class DiffCPSTorchLearner(SkipDDPWrapping, TorchLearner):
     """A TorchLearner whose update is N DiffCPS gradient steps on resident data."""
 
+    @override(TorchLearner)
     def build(self) -> None:
         if self.config.num_learners > 0:
             # A learner actor: one torch thread per CPU it was given (never oversubscribe).
@@ -52,30 +71,31 @@ class DiffCPSTorchLearner(TorchLearner):
         if self.config.num_learners > 1:
             self._install_gradient_averaging()
 
-    # --- optimisers: the agent's own, registered with RLlib (state kept in the agent's) ---
+    # --- optimisers: made and registered here, stepped by DiffCPSAgent.update ------------
 
+    @override(TorchLearner)
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         module = self._unwrapped(module_id)
-        module.to_device(self._device)
-        for name, optimizer in _agent_optimizers(module.agent).items():
+        # First on the learner's device: the optimisers are made over the tensors there.
+        module.to_device(self.device)
+        for name, optimizer in module.agent.make_optimizers().items():
             params = [p for group in optimizer.param_groups for p in group["params"]]
-            # No lr schedule: the agent owns its learning rates (and optional cosine decay).
+            # No lr_or_lr_schedule: the agent sets its learning rates (optional cosine decay).
             self.register_optimizer(
                 module_id=module_id, optimizer_name=name, optimizer=optimizer, params=params
             )
 
+    def diffcps_optimizers(self, module_id: str = DEFAULT_MODULE_ID
+                           ) -> dict[str, torch.optim.Optimizer]:
+        """The module's registered optimisers by DiffCPS name (critic, actor, lambda)."""
+        return {name: self.get_optimizer(module_id, name) for name in OPTIMIZER_NAMES}
+
     def _unwrapped(self, module_id: str = DEFAULT_MODULE_ID) -> DiffCPSTorchRLModule:
-        module = self.module[module_id]
-        return module.unwrapped() if hasattr(module, "unwrapped") else module
+        return self.module[module_id].unwrapped()
 
     @property
-    def agent(self) -> Any:
+    def agent(self) -> DiffCPSAgent:
         return self._unwrapped().agent
-
-    def _make_modules_ddp_if_necessary(self) -> None:
-        # Not wrapped in DDP: the agent calls its networks directly, so DDP's hooks would
-        # never see a forward; gradients are averaged by _install_gradient_averaging.
-        return None
 
     # --- multi-learner gradient averaging ------------------------------------------------
 
@@ -105,7 +125,7 @@ class DiffCPSTorchLearner(TorchLearner):
             dist.all_reduce(param.grad)
             param.grad.div_(world)
 
-        for optimizer in _agent_optimizers(self.agent).values():
+        for optimizer in self.diffcps_optimizers().values():
             for group in optimizer.param_groups:
                 for param in group["params"]:
                     self._grad_hooks.append(param.register_post_accumulate_grad_hook(average))
@@ -118,7 +138,7 @@ class DiffCPSTorchLearner(TorchLearner):
         order = torch.from_numpy(canonical_order(columns))
         columns = {name: values[order] for name, values in columns.items()}
         spec_reward_tune = getattr(self.agent.settings, "reward_tune", "none")
-        self._buffer = TransitionBuffer(columns, device=self._device, reward_tune=spec_reward_tune)
+        self._buffer = TransitionBuffer(columns, device=self.device, reward_tune=spec_reward_tune)
         return len(order)
 
     @property
@@ -127,6 +147,7 @@ class DiffCPSTorchLearner(TorchLearner):
 
     # --- the update: N gradient steps ----------------------------------------------------
 
+    @override(Learner)
     def update(
         self,
         batch: Any = None,
@@ -143,10 +164,12 @@ class DiffCPSTorchLearner(TorchLearner):
     ) -> Any:
         """Run ``num_gradient_steps`` DiffCPS steps; return the reduced metrics.
 
-        The first call materialises ``training_data.data_iterators[0]`` (this learner's
-        share); later calls ignore the data arguments.
+        Overridden, not RLlib's per-minibatch path: see the module docstring. The first
+        call materialises ``training_data.data_iterators[0]`` (this learner's share);
+        later calls ignore the data arguments. RLlib's weights sequence number stays 0,
+        which tells env runners and ``set_state`` to always take these weights (they all
+        change on every update).
         """
-        self._check_is_built()
         if self._buffer is None:
             iterators = (training_data.data_iterators if training_data is not None
                          else data_iterators)
@@ -154,12 +177,12 @@ class DiffCPSTorchLearner(TorchLearner):
                 raise ValueError("The first DiffCPS learner update needs a data iterator.")
             self.load_data(iterators[0])
         steps = int(num_gradient_steps or self.config.resolved_gradient_steps)
-        self._weights_seq_no += 1
         self._run_steps(steps)
         return self.metrics.reduce()
 
     def _run_steps(self, steps: int) -> None:
         agent = self.agent
+        optimizers = self.diffcps_optimizers()
         buffer = self._buffer
         batch_size = int(agent.settings.batch_size)
         # The agent's training generator also draws the minibatch indices, so the sampler's
@@ -172,9 +195,9 @@ class DiffCPSTorchLearner(TorchLearner):
             t0 = time.perf_counter()
             minibatch = buffer.sample(batch_size, generator)
             sample_time += time.perf_counter() - t0
-            history.append(agent.update(minibatch))
-        if self._device.type == "cuda":
-            torch.cuda.synchronize(self._device)
+            history.append(agent.update(minibatch, optimizers))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
         self._log_step_metrics(history, steps, elapsed, sample_time)
 
@@ -197,45 +220,47 @@ class DiffCPSTorchLearner(TorchLearner):
             (mid, SAMPLE_TIME_FRACTION), sample_time / max(elapsed, 1e-9), window=1
         )
 
+    @override(Learner)
     def compute_loss_for_module(self, *, module_id: str, config: Any = None,
-                                batch: Any = None, fwd_out: Any = None) -> torch.Tensor:
-        # RLlib's generic path (forward_train -> compute_losses -> one backward) does not
-        # fit DiffCPS's three optimisers with different losses and schedules;
-        # DiffCPSAgent.update computes them (see update()).
-        raise NotImplementedError("DiffCPS learners compute losses in DiffCPSAgent.update.")
+                                batch: dict[str, Any], fwd_out: Any = None) -> torch.Tensor:
+        """The DiffCPS losses of ``batch`` at the current parameters, summed.
 
-    # --- state: the agent's full state (optimisers, lambda, step counter, generators) ---
+        ``batch`` holds RLlib's columns (obs, actions, rewards, new_obs, terminateds) with
+        rewards as DiffCPS trains on them (reward_tune applied). The sum's gradient is
+        each optimiser's own (critic, actor and dual loss touch disjoint parameters); the
+        terms are logged under ``learners/<module_id>/``. ``update`` does not use this
+        (see the module docstring); it serves diagnostics and RLlib's loss API, and leaves
+        the training trajectory unchanged (``DiffCPSAgent.losses``).
+        """
+        agent = self._unwrapped(module_id).agent
+        columns = ("obs", "actions", "rewards", "new_obs", "terminateds")
+        tensors = {c: torch.as_tensor(batch[c], dtype=torch.float32, device=agent.device)
+                   for c in columns}  # fmt: skip
+        losses = agent.losses(tensors)
+        self.metrics.log_dict({name: losses[name].detach() for name in LOSS_TERMS},
+                              key=module_id, window=1)  # fmt: skip
+        return sum((losses[name] for name in LOSS_TERMS), torch.zeros((), device=agent.device))
 
+    # --- state: RLlib's (module, registered optimisers) plus the agent's own state -------
+
+    @override(Learner)
     def get_state(self, components: Any = None, *, not_components: Any = None,
                   **kwargs: Any) -> dict[str, Any]:
         state = super().get_state(components, not_components=not_components, **kwargs)
-        if self._check_component(AGENT_STATE_KEY, components, not_components):
+        if wants_component(self, AGENT_STATE_KEY, components, not_components):
+            # lambda, step counter, generators, last actor metrics (and the networks); the
+            # optimisers' states are RLlib's "optimizer" component.
             state[AGENT_STATE_KEY] = self.agent.state_dict()
         return state
 
+    @override(Learner)
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         if AGENT_STATE_KEY in state:
-            self.agent.load_state_dict(state[AGENT_STATE_KEY])
-
-    def _get_optimizer_state(self) -> dict[str, Any]:
-        # The optimisers' state travels inside the agent's state (AGENT_STATE_KEY), exactly
-        # as the agent saves it; RLlib's numpy round trip would only duplicate it.
-        return {}
-
-    def _set_optimizer_state(self, state: dict[str, Any]) -> None:
-        return None
-
-
-def _agent_optimizers(agent: Any) -> dict[str, torch.optim.Optimizer]:
-    """The agent's optimisers by attribute name (critic, actor, lambda)."""
-    found = {}
-    for name, value in vars(agent).items():
-        if isinstance(value, torch.optim.Optimizer):
-            found[name.removesuffix("_optimizer").removesuffix("_optim")] = value
-    return found
+            # A checkpoint written before the Learner owned the optimisers holds their
+            # states here (and an empty "optimizer" component): load them into ours.
+            self.agent.load_state_dict(state[AGENT_STATE_KEY], self.diffcps_optimizers())
 
 
 def _module_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]
-

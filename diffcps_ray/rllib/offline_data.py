@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ray.rllib.offline.offline_data import OfflineData
+from ray.rllib.utils.annotations import override
 
 from diffcps_ray.data import shards
 
@@ -34,6 +35,7 @@ class DiffCPSOfflineData(OfflineData):
     through OfflinePreLearner and ``sample`` is not used.
     """
 
+    @override(OfflineData)
     def __init__(self, config: AlgorithmConfig):
         # Deliberately not calling OfflineData.__init__: it builds the per-batch
         # OfflinePreLearner pipeline this class exists to avoid.
@@ -51,6 +53,7 @@ class DiffCPSOfflineData(OfflineData):
         self.iter_batches_kwargs: dict[str, Any] = {}
         self._iterators: list[Any] | None = None
 
+    @override(OfflineData)
     def sample(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
             "DiffCPS learners sample from their resident shard; use learner_iterators()."

@@ -3,7 +3,8 @@
 The module builds one ``DiffCPSAgent`` and registers the agent's own ``nn.Module``
 attributes (diffusion actor, its EMA copy, twin critics, target critics) as its children.
 There is one set of parameters: RLlib's weight sync, ``get_state``/``set_state`` and
-checkpoints read and write exactly the tensors that ``DiffCPSAgent.update`` trains.
+checkpoints read and write exactly the tensors that ``DiffCPSAgent.update`` trains. The
+module holds no optimisers: the Learner makes and registers them (``learner.py``).
 
 The inference forward is the reverse-diffusion sampler with the authors' 50-candidate
 softmax-Q pick (``DiffCPSAgent.act``); it returns ``Columns.ACTIONS`` in [-1, 1], so
@@ -19,7 +20,9 @@ from typing import Any
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.utils.annotations import override
 from torch import nn
 
 from diffcps_ray.algorithm.agent import DiffCPSAgent
@@ -48,11 +51,12 @@ class DiffCPSTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
 
     ``model_config`` holds the resolved ``DiffCPSSettings`` (as a dict) and the seed;
     ``DiffCPSConfig`` puts them there. The agent is built on CPU here; the Learner moves
-    it to its device (``to_device``) before registering the agent's optimisers.
+    it to its device (``to_device``) before it makes and registers the optimisers.
     """
 
     framework: str = "torch"
 
+    @override(RLModule)
     def setup(self) -> None:
         settings = self.model_config.get(SETTINGS_KEY) or {}
         if isinstance(settings, DiffCPSSettings):
@@ -68,6 +72,7 @@ class DiffCPSTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             settings=self.settings,
             device=str(device),
             seed=self._seed,
+            own_optimizers=False,  # the Learner's (configure_optimizers_for_module)
         )
         self._network_names = tuple(agent_networks(self.agent))
         for name, network in agent_networks(self.agent).items():
@@ -82,8 +87,8 @@ class DiffCPSTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         """Put the agent (networks, optimisers, lambda, generators) on ``device``.
 
         Called by the Learner before training starts. The agent is rebuilt there rather
-        than moved: it owns non-module state (lambda, optimiser moments, per-device
-        generators) that ``nn.Module.to`` would not move. Its weights are initialised on
+        than moved: it owns non-module state (lambda, per-device generators) that
+        ``nn.Module.to`` would not move. Its weights are initialised on
         the host from the seed, so the rebuilt agent is the same agent.
         """
         device = torch.device(device)
@@ -95,16 +100,19 @@ class DiffCPSTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
 
     # --- forward passes ------------------------------------------------------------------
 
+    @override(RLModule)
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         obs = torch.as_tensor(batch[Columns.OBS], dtype=torch.float32, device=self.device)
         with torch.no_grad():
             actions = self.agent.act(obs)
         return {Columns.ACTIONS: actions}
 
+    @override(RLModule)
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         # Offline: exploration is never used for learning; act as in evaluation.
         return self._forward_inference(batch, **kwargs)
 
+    @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         # The Learner runs DiffCPSAgent.update directly (the losses need several passes
         # through actor and critics with different parameter sets), so there is no
@@ -114,16 +122,19 @@ class DiffCPSTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
 
     # --- InferenceOnlyAPI ----------------------------------------------------------------
 
+    @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
         return [name for name in _TRAINING_ONLY if name in self._network_names]
 
     # --- TargetNetworkAPI ----------------------------------------------------------------
 
+    @override(TargetNetworkAPI)
     def make_target_networks(self) -> None:
         # The agent created its targets (critic_target, ema_actor) with itself; the
         # per-step Polyak and EMA updates happen inside DiffCPSAgent.update.
         return None
 
+    @override(TargetNetworkAPI)
     def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [
             (getattr(self, online), getattr(self, target))
@@ -131,6 +142,7 @@ class DiffCPSTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             if hasattr(self, online) and hasattr(self, target)
         ]
 
+    @override(TargetNetworkAPI)
     def forward_target(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Target-critic values min(Q1', Q2') of (obs, actions)."""
         obs = torch.as_tensor(batch[Columns.OBS], dtype=torch.float32, device=self.device)
