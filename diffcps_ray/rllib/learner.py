@@ -25,6 +25,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.learner.training_data import TrainingData
 
 from diffcps_ray.algorithm.buffer import TransitionBuffer
+from diffcps_ray.algorithm.device import peak_memory_mb
 from diffcps_ray.data import shards
 from diffcps_ray.rllib.offline_data import canonical_order
 from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
@@ -37,6 +38,7 @@ NUM_GRADIENT_STEPS = "num_gradient_steps"
 STEPS_PER_SECOND = "steps_per_s"
 SAMPLE_TIME_FRACTION = "sample_time_fraction"
 DATASET_ROWS = "dataset_rows"
+GPU_PEAK_MEMORY_MB = "gpu_peak_memory_mb"  # only on CUDA learners
 
 
 class DiffCPSTorchLearner(TorchLearner):
@@ -196,6 +198,9 @@ class DiffCPSTorchLearner(TorchLearner):
         self.metrics.log_value(
             (mid, SAMPLE_TIME_FRACTION), sample_time / max(elapsed, 1e-9), window=1
         )
+        peak = peak_memory_mb(self._device)
+        if peak is not None:
+            self.metrics.log_value((mid, GPU_PEAK_MEMORY_MB), peak, window=1)
 
     def compute_loss_for_module(self, *, module_id: str, config: Any = None,
                                 batch: Any = None, fwd_out: Any = None) -> torch.Tensor:
