@@ -8,7 +8,7 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export RAY_DEDUP_LOGS ?= 0
 
-.PHONY: install test test-fast demo toy lint bench clean
+.PHONY: install test test-fast demo toy lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	$(PY) bench/data.py
 	$(PY) bench/tune_overhead.py
 	$(PY) bench/schedule_model.py --slots 16 32
+
+# On a CUDA machine (with a CUDA build of torch): the GPU path in one run, within 8 minutes;
+# docs/performance.md "The GPU check". Without CUDA it says so and fails.
+gpu-check: $(STAMP)
+	$(PY) bench/gpu_check.py
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache

@@ -35,6 +35,7 @@ from torch import Tensor
 from diffcps_ray.algorithm import update as rules
 from diffcps_ray.algorithm.config import DiffCPSSettings
 from diffcps_ray.algorithm.critics import NUM_TWINS, TwinCritic
+from diffcps_ray.algorithm.device import configure_cuda_backends, host_to_device
 from diffcps_ray.algorithm.diffusion import (
     DiffusionSchedule,
     NoiseModel,
@@ -131,6 +132,8 @@ class DiffCPSAgent:
         self.settings = settings
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            configure_cuda_backends()
         self.seed = seed
         s = settings
 
@@ -361,7 +364,7 @@ class DiffCPSAgent:
 
     # ------------------------------------------------------------------------ acting --
     def _as_batch(self, obs: Tensor) -> tuple[Tensor, bool]:
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        obs = host_to_device(obs, self.device)
         if obs.ndim == 1:
             return obs.unsqueeze(0), True
         return obs, False

@@ -114,7 +114,7 @@ class Policy:
                 f"got {batch.shape}."
             )
         with torch.no_grad():
-            actions = self._agent.act(torch.from_numpy(batch).to(self.device))
+            actions = self._agent.act(batch)  # pinned, non-blocking on CUDA
         return actions.cpu().numpy()
 
     __call__ = act

@@ -61,11 +61,12 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from diffcps_ray.algorithm.device import host_to_device
 from diffcps_ray.errors import ConfigError
 from diffcps_ray.policy.checkpoints import CHECKPOINT_POLICY_DIR
 from diffcps_ray.policy.core import Policy
-from diffcps_ray.rllib.config import DiffCPSConfig
 from diffcps_ray.ray_shims import restore_without_env_runners
+from diffcps_ray.rllib.config import DiffCPSConfig
 from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class DiffCPS(Algorithm):
         seed = int(config.eval_seed + self.iteration) if seed is None else int(seed)
 
         def act(obs: np.ndarray) -> np.ndarray:
-            batch = {Columns.OBS: torch.as_tensor(obs, dtype=torch.float32, device=device)}
+            batch = {Columns.OBS: host_to_device(obs, device)}
             return module.forward_inference(batch)[Columns.ACTIONS].cpu().numpy()
 
         start = time.perf_counter()

@@ -40,9 +40,10 @@ from ray.rllib.utils.annotations import override
 
 from diffcps_ray.algorithm.agent import OPTIMIZER_NAMES, DiffCPSAgent
 from diffcps_ray.algorithm.buffer import TransitionBuffer
+from diffcps_ray.algorithm.device import peak_memory_mb
 from diffcps_ray.data import shards
-from diffcps_ray.rllib.offline_data import canonical_order
 from diffcps_ray.ray_shims import SkipDDPWrapping, wants_component
+from diffcps_ray.rllib.offline_data import canonical_order
 from diffcps_ray.rllib.rl_module import DiffCPSTorchRLModule
 from diffcps_ray.runtime import set_torch_threads
 
@@ -55,6 +56,7 @@ SAMPLE_TIME_FRACTION = "sample_time_fraction"
 DATASET_ROWS = "dataset_rows"
 # compute_loss_for_module's terms, logged under learners/<module_id>/.
 LOSS_TERMS = ("critic_loss", "actor_loss", "lambda_loss")
+GPU_PEAK_MEMORY_MB = "gpu_peak_memory_mb"  # only on CUDA learners
 
 
 class DiffCPSTorchLearner(SkipDDPWrapping, TorchLearner):
@@ -219,6 +221,9 @@ class DiffCPSTorchLearner(SkipDDPWrapping, TorchLearner):
         self.metrics.log_value(
             (mid, SAMPLE_TIME_FRACTION), sample_time / max(elapsed, 1e-9), window=1
         )
+        peak = peak_memory_mb(self.device)
+        if peak is not None:
+            self.metrics.log_value((mid, GPU_PEAK_MEMORY_MB), peak, window=1)
 
     @override(Learner)
     def compute_loss_for_module(self, *, module_id: str, config: Any = None,
