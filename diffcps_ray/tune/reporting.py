@@ -206,9 +206,15 @@ def ray_init_settings(address: str | None, num_cpus: int | None = None) -> dict[
 
     - Token authentication: a new local Ray turns it on and warns that it did unless
       RAY_AUTH_MODE says so; we turn it on first, Ray's own default, so nothing changes but
-      the warning. Joining a cluster (--address), we leave authentication to the cluster:
-      turning it on in the driver would also turn it on for any node this process starts,
-      which then cannot talk to a cluster that runs without tokens.
+      the warning. Where no token exists yet, Ray would write a new one to
+      ``~/.ray/auth_token``, and a later ``ray start --head`` on this machine would find it
+      and turn authentication on for a cluster (whose joining nodes then need
+      ``RAY_AUTH_MODE=token``). So the private instance gets a fresh token in this process's
+      environment (``RAY_AUTH_TOKEN``, inherited by the nodes and workers it starts), and
+      nothing is written to the home directory. Joining a cluster (--address), we leave
+      authentication to the cluster: turning it on in the driver would also turn it on for
+      any node this process starts, which then cannot talk to a cluster that runs without
+      tokens.
     - Worker start-up: Ray allows min(cores, logical CPUs) workers to start at once and
       warns once four times that many are alive. Trials, their Ray Data tasks and actors
       on the extra logical CPUs kept for Ray Data outnumber the cores of a small machine,
@@ -221,6 +227,21 @@ def ray_init_settings(address: str | None, num_cpus: int | None = None) -> dict[
         from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
         _enable_token_auth()
+        _token_in_environment()
     if address is None and num_cpus is not None:
         settings["_system_config"] = {"worker_maximum_startup_concurrency": int(num_cpus)}
     return settings
+
+
+def _token_in_environment() -> None:
+    """A fresh token in RAY_AUTH_TOKEN unless Ray already finds one (variable or file)."""
+    from ray._private.authentication.authentication_token_generator import (
+        generate_new_authentication_token,
+    )
+    from ray._raylet import AuthenticationTokenLoader
+
+    loader = AuthenticationTokenLoader.instance()
+    if loader.has_token(ignore_auth_mode=True):
+        return
+    os.environ["RAY_AUTH_TOKEN"] = generate_new_authentication_token()
+    loader.reset_cache()
