@@ -76,3 +76,20 @@ def open_study(location: StudyLocation, seed: int, num_samples: int,
     if not study.trials:
         study.enqueue_trial(paper_point)
     return study
+
+
+def check_storage_url(url: str) -> None:
+    """Stop with one sentence unless Optuna can open ``--optuna-storage URL`` (before Ray)."""
+    from diffcps_ray.errors import ConfigError
+
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.storages.RDBStorage(url).remove_session()
+    except Exception as reason:  # sqlalchemy's parse and connect errors, a missing driver
+        first = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+        raise ConfigError(
+            f"--optuna-storage {url} cannot be opened ({first.rstrip('.')}); give a "
+            "database URL such as sqlite:///studies.db or postgresql://user@host/db."
+        ) from None
