@@ -2,7 +2,7 @@
 
 Why a thin wrapper instead of passing the DiffCPS Algorithm class to Tune directly:
 - the trial's config stays small and flat (task, kappa, lambda_clip, seed, settings
-  overrides, run lengths), which is what OptunaSearch samples, what params.json and the
+  overrides, run lengths), which is what the Optuna studies sample, what params.json and the
   analysis read, and what experiment.json records;
 - each result is checked for non-finite losses: the trial stops with an error naming the
   metric (and a retry does not train into the same NaN again);
