@@ -1,10 +1,10 @@
 """experiment.json: which trial directory is which (format in docs/interfaces.md).
 
-The manifest sits at STORAGE/NAME/experiment.json, beside the phases' Tune experiment
-directories (search-<task>/, confirm/ or ablation/). It also records each phase's progress
-so that ``--resume`` knows what is finished, and the options the sweep started with so that
-a resumed sweep runs the same sweep. STORAGE may be a local directory or any URI pyarrow
-understands (s3://, gs://, ...).
+The manifest sits at STORAGE/NAME/experiment.json, beside the sweep's one Tune experiment
+directory (sweep/, a directory per trial: search_<id>, confirm_<id> or ablation_<id>). It
+also records each phase's progress so that ``--resume`` knows what is finished, and the
+options the sweep started with so that a resumed sweep runs the same sweep. STORAGE may be
+a local directory or any URI pyarrow understands (s3://, gs://, ...).
 """
 
 from __future__ import annotations
