@@ -1,6 +1,7 @@
 # `make test` and `make demo` set up everything on a fresh machine.
 PYTHON ?= python3
 VENV ?= .venv
+TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Ray, torch and the simulators each use one thread per process unless told otherwise.
@@ -15,8 +16,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: it resolves to the local CPU wheel instead of a CUDA download.
-	$(PY) -m pip install -q torch==2.13.0
+	# torch first, pinned. From PyPI on Linux this is the CUDA build; for the CPU build:
+	# make TORCH_INDEX=https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import socket
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -66,6 +67,36 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
     return value
+
+
+# Seconds to wait for a cluster's head to accept a connection before giving up on --address.
+ADDRESS_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str) -> None:
+    """Stop with one sentence unless something listens at ``--address`` (HOST:PORT, auto or
+    ray://HOST:PORT). Ray itself retries an unreachable address for minutes, with a
+    traceback at the end; this asks once, before any data is prepared or Ray is started."""
+    if address.startswith("ray://"):
+        target = address.removeprefix("ray://")
+    else:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        try:
+            target = canonicalize_bootstrap_address_or_die(address)
+        except (ConnectionError, ValueError) as reason:
+            raise ConfigError(f"--address {address}: {str(reason).rstrip('.')}.") from None
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address} is not HOST:PORT, ray://HOST:PORT or auto.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), ADDRESS_TIMEOUT_S).close()
+    except OSError as reason:
+        raise ConfigError(
+            f"--address {address}: no Ray cluster answers at {host}:{port} "
+            f"({reason.strerror or reason}); start one with `ray start --head` or check "
+            "the address."
+        ) from None
 
 
 def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """``python -m diffcps_ray.evaluate PATH``: evaluate trained policies again (no Ray, no data).
 
     python -m diffcps_ray.evaluate PATH [--task T] [--episodes N] [--seed S]
-        [--video FILE] [--video-episodes K] [--json]
+        [--num-envs N] [--device D] [--video FILE] [--video-episodes K]
+        [--video-steps N] [--json]
 
 PATH: an exported policy directory, a ``diffcps_ray.train`` output directory, a sweep
 experiment directory (the best confirmed policy of each task, or of ``--task``), a Tune
@@ -30,6 +31,26 @@ DEFAULT_VIDEO_EPISODES = 2
 PROGRESS_INTERVAL_S = 2.0
 
 
+def torch_device(text: str) -> str:
+    """argparse type: a torch device name that this machine has."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
+    available = {
+        "cpu": lambda: True,
+        "cuda": lambda: torch.cuda.is_available()
+        and (device.index is None or device.index < torch.cuda.device_count()),
+        "mps": lambda: torch.backends.mps.is_available(),
+    }
+    if not available.get(device.type, lambda: False)():
+        raise argparse.ArgumentTypeError(f"this machine has no {text} device")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = PlainArgumentParser(
         prog="python -m diffcps_ray.evaluate", description=__doc__.split("\n")[0]
@@ -43,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"seeds the episodes' starts and the policy (default {DEFAULT_SEED})")
     parser.add_argument("--num-envs", type=positive_int, default=None,
                         help="simulators stepped together (default 10)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", type=torch_device, default="cpu",
+                        help="torch device: cpu, cuda, cuda:N or mps (default cpu)")
     parser.add_argument("--video", type=Path, default=None, metavar="FILE",
                         help="render episodes to FILE (.mp4 or .gif)")
     parser.add_argument("--video-episodes", type=positive_int, default=DEFAULT_VIDEO_EPISODES,

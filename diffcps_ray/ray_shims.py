@@ -73,6 +73,30 @@ def quiet_local_token_auth() -> None:
     from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
     _enable_token_auth()
+    _token_in_environment()
+
+
+def _token_in_environment() -> None:
+    """A fresh token in RAY_AUTH_TOKEN unless Ray already finds one (variable or file).
+
+    Where no token exists yet, Ray would write a new one to ``~/.ray/auth_token``, and a
+    later ``ray start --head`` on this machine would find it and turn authentication on for
+    a cluster (whose joining nodes then need ``RAY_AUTH_MODE=token``). The private instance
+    gets its token in this process's environment instead, inherited by the nodes and workers
+    it starts, and nothing is written to the home directory.
+    """
+    import os
+
+    from ray._private.authentication.authentication_token_generator import (
+        generate_new_authentication_token,
+    )
+    from ray._raylet import AuthenticationTokenLoader
+
+    loader = AuthenticationTokenLoader.instance()
+    if loader.has_token(ignore_auth_mode=True):
+        return
+    os.environ["RAY_AUTH_TOKEN"] = generate_new_authentication_token()
+    loader.reset_cache()
 
 
 def worker_startup_concurrency(num_cpus: int) -> dict[str, Any]:

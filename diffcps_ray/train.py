@@ -31,6 +31,7 @@ from typing import Any
 
 from diffcps_ray.cli import (
     PlainArgumentParser,
+    check_ray_address,
     non_negative_float,
     non_negative_int,
     positive_int,
@@ -290,6 +291,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_torch_threads(args.threads)
+    if args.address:
+        check_ray_address(args.address)  # one sentence now, not Ray's minutes of retries
     train(args)
     return 0
 

@@ -180,3 +180,62 @@ def test_train_set_refuses_non_finite_settings(text: str, tmp_path: Path, capsys
         f"error: kappa must be a finite number, got {text}."
     )
     assert not out.exists()
+
+
+# --- bad input that used to end in a traceback (issue 19) -----------------------------------
+
+
+def _run(module: str, *args: str, env: dict[str, str] | None = None,
+         timeout: int = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _refused(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    return _one_sentence(done.stderr)
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:99"])
+def test_evaluate_refuses_a_device_this_machine_lacks(device: str, tmp_path: Path) -> None:
+    line = _refused(_run("diffcps_ray.evaluate", str(tmp_path), "--device", device))
+    assert line.startswith("error: python -m diffcps_ray.evaluate: argument --device: ")
+    assert repr(device) in line or f"no {device} device" in line
+
+
+# Nothing listens on port 1; Ray alone would retry it for minutes (the timeout says we don't).
+UNREACHABLE = "127.0.0.1:1"
+
+
+def test_tune_with_an_unreachable_address_stops_before_data_and_ray(tmp_path: Path) -> None:
+    done = _run("diffcps_ray.tune", "--suite", "pointmaze", "--budget", "smoke",
+                "--tasks", "pointmaze-umaze", "--data-root", str(tmp_path / "data"),
+                "--storage", str(tmp_path / "runs"), "--address", UNREACHABLE, timeout=30)
+    line = _refused(done)
+    assert line.startswith(f"error: --address {UNREACHABLE}: no Ray cluster answers at ")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+def test_train_with_an_unreachable_address_stops_before_anything_runs(tmp_path: Path) -> None:
+    done = _run("diffcps_ray.train", "--task", "pointmaze-umaze", "--data-root",
+                str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--address",
+                UNREACHABLE, timeout=30)
+    assert _refused(done).startswith(f"error: --address {UNREACHABLE}: no Ray cluster answers")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("foo", "Could not parse SQLAlchemy URL"),
+    ("sqlite:////no/such/directory/studies.db", "unable to open database file"),
+])
+def test_tune_refuses_an_optuna_storage_it_cannot_open(url: str, reason: str,
+                                                       tmp_path: Path) -> None:
+    done = _run("diffcps_ray.tune", "--suite", "pointmaze", "--budget", "smoke",
+                "--tasks", "pointmaze-umaze", "--data-root", str(tmp_path / "data"),
+                "--storage", str(tmp_path / "runs"), "--optuna-storage", url, timeout=30)
+    line = _refused(done)
+    assert line.startswith(f"error: --optuna-storage {url} cannot be opened (")
+    assert reason in line
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,3 +117,82 @@ def test_every_document_in_docs_is_listed_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     for doc in sorted((ROOT / "docs").glob("*.md")):
         assert f"docs/{doc.name}" in readme, f"README.md does not mention docs/{doc.name}"
+
+
+# --- what the README and docs say about the commands and a demo run (issue 19) --------------
+
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+COMMAND = re.compile(r"python -m (diffcps_ray(?:\.\w+)*|analysis\.aggregate)\b(.*)")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+DATA_SUBCOMMANDS = ("generate", "convert", "inspect")
+
+
+def documented_commands(texts: list[str]) -> dict[tuple[str, ...], set[str]]:
+    """(module, subcommand...) -> the --flags the code blocks pass to it."""
+    found: dict[tuple[str, ...], set[str]] = {}
+    for text in texts:
+        for block in FENCE.findall(text):
+            for line in block.replace("\\\n", " ").splitlines():
+                match = COMMAND.search(line.split(" # ")[0])
+                if not match:
+                    continue
+                module, rest = match.group(1), match.group(2).split()
+                key = (module, rest[0]) if module == "diffcps_ray.data" and rest and \
+                    rest[0] in DATA_SUBCOMMANDS else (module,)
+                found.setdefault(key, set()).update(FLAG.findall(match.group(2)))
+    return found
+
+
+def test_the_command_scan_reads_continued_lines_and_subcommands() -> None:
+    text = ("```\npython -m diffcps_ray.tune --suite x \\\n    [--address A]  # --not-this\n"
+            "python -m diffcps_ray.data generate --task t\n```\n`python -m diffcps_ray.toy --x`")
+    assert documented_commands([text]) == {
+        ("diffcps_ray.tune",): {"--suite", "--address"},
+        ("diffcps_ray.data", "generate"): {"--task"},
+    }
+
+
+@pytest.mark.slow
+def test_every_documented_flag_is_accepted_by_its_command() -> None:
+    commands = documented_commands([doc.read_text() for doc in DOCUMENTS])
+    assert ("diffcps_ray.tune",) in commands and ("analysis.aggregate",) in commands
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    unknown = []
+    for (module, *sub), flags in sorted(commands.items()):
+        done = subprocess.run([sys.executable, "-m", module, *sub, "--help"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=120,
+                              check=False)  # fmt: skip
+        assert done.returncode == 0, f"{module} {' '.join(sub)} --help: {done.stderr[-2000:]}"
+        accepted = set(FLAG.findall(done.stdout))
+        unknown += [f"python -m {' '.join([module, *sub])} {flag}"
+                    for flag in sorted(flags - accepted)]
+    assert not unknown, "Documented flags the commands do not accept:\n" + "\n".join(unknown)
+
+
+# Paths the README names inside a demo experiment ("results/demo/...", "results/demo-tb/...").
+DEMO_PATH = re.compile(r"results/demo[\w-]*/([\w<>*./-]+)")
+# Not written by a sweep without options: the report (analysis.aggregate) and MLflow's store.
+NOT_FROM_A_PLAIN_SWEEP = ("report", "mlruns")
+
+
+def documented_demo_paths(readme: str) -> set[str]:
+    """Paths relative to the experiment directory, ``<...>`` placeholders as ``*``."""
+    paths = set(DEMO_PATH.findall(readme))
+    # The listing of results/demo/: backticked names before its `report/` part.
+    head = "`results/demo/`:"
+    listing = readme[readme.index(head) + len(head):]
+    listing = listing[:listing.index("`report/`")]
+    paths.update(re.findall(r"`([\w<>.-]+(?:/[\w<>.-]*)*)`", listing))
+    globbed = {re.sub(r"<[^>]*>", "*", p).rstrip("/.") for p in paths}
+    return {p for p in globbed if p and p.split("/")[0] not in NOT_FROM_A_PLAIN_SWEEP}
+
+
+@pytest.mark.slow
+def test_every_path_the_readme_names_in_a_demo_run_exists_after_a_sweep(
+        smoke_sweep: Path) -> None:
+    paths = documented_demo_paths((ROOT / "README.md").read_text())
+    assert {"sweep", "optuna", "policies", "experiment.json"} <= {p.split("/")[0] for p in paths}
+    missing = [p for p in sorted(paths)
+               if not any(smoke_sweep.glob(p.replace("pointmaze-umaze", "*")))]
+    assert not missing, f"README names these in results/demo/, a sweep lacks them: {missing}"

@@ -139,3 +139,26 @@ def test_tensorboard_event_files_hold_the_score_kappa_lambda_and_losses(smoke_sw
         assert math.isclose(scores[-1], last["evaluation"]["normalized_score"], rel_tol=1e-5)
         params = json.loads((trial / "params.json").read_text())
         assert reader.Scalars("ray/tune/kappa")[-1].value == pytest.approx(params["kappa"])
+
+
+_PRIVATE_RAY = """
+import ray
+from diffcps_ray.tune.reporting import ray_init_settings
+
+ray.init(address="local", num_cpus=1, **ray_init_settings(None, 1))
+print(ray.get(ray.remote(lambda: __import__("os").environ["RAY_AUTH_MODE"]).remote()))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_local_ray_uses_a_token_and_writes_nothing_into_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(home), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", _PRIVATE_RAY], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["token"]  # workers run with token authentication on
+    assert not (home / ".ray").exists()  # no ~/.ray/auth_token for `ray start` to find later

@@ -4,7 +4,8 @@
 - ``data_prep``: generate or convert missing data before Ray starts.
 - ``trainable``: the Tune trainable around the DiffCPS Algorithm (NaN checks, checkpoints).
 - ``bridge``: trial config -> DiffCPSConfig -> DiffCPS Algorithm.
-- ``sweep``: search phase (OptunaSearch + ASHA per task), confirmation phase (best config
+- ``sweep``: search phase (per task, an Optuna TPE study proposes and ASHA stops; one
+  searcher, ``plan.SweepSearcher``, serves every task), confirmation phase (best config
   x seeds), ablation grids, resume; ``manifest``: STORAGE/NAME/experiment.json.
 - ``cli``: the command line.
 

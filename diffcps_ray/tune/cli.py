@@ -26,6 +26,7 @@ from pathlib import Path
 
 from diffcps_ray.cli import (
     PlainArgumentParser,
+    check_ray_address,
     non_negative_float,
     positive_float,
     positive_int,
@@ -47,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = PlainArgumentParser(
         prog="python -m diffcps_ray.tune",
         description=(
-            "Tune DiffCPS's kappa and lambda_clip for every task of a suite with Ray Tune "
-            "(an Optuna study per task, ASHA early stopping), then re-run the chosen config "
-            "per task with several seeds. Exit status: 0 done, 2 bad input, 3 a task "
-            "produced no result, 130 interrupted (--resume continues)."
+            "Tune DiffCPS's kappa and lambda_clip for every task of a suite in one Ray Tune "
+            "experiment (the sweep's own searcher asks each task's Optuna TPE study for "
+            "proposals; ASHA per task stops weak trials), then re-run the chosen config per "
+            "task with several seeds. Exit status: 0 done, 2 bad input, 3 a task produced "
+            "no result, 130 interrupted (--resume continues)."
         ),
     )
     parser.add_argument("--suite", default="pointmaze",
@@ -152,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
             **{**RESUMABLE_DEFAULTS, **given},
         )
     suite = load_suite(opts.suite, opts.base)
+    # A cluster or database that cannot be reached stops here with one sentence, before
+    # data preparation and Ray (which would retry an unreachable address for minutes).
+    if opts.address:
+        check_ray_address(opts.address)
+    if opts.optuna_storage:
+        from diffcps_ray.tune.studies import check_storage_url
+
+        check_storage_url(opts.optuna_storage)
 
     sweep = None
     started = False

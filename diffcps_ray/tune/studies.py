@@ -188,3 +188,20 @@ class JournalMirror:
                     shutil.copyfile(local, local + ".previous")
                 pyarrow.fs.copy_files(remote, local, source_filesystem=self.store.filesystem,
                                       destination_filesystem=pyarrow.fs.LocalFileSystem())
+
+
+def check_storage_url(url: str) -> None:
+    """Stop with one sentence unless Optuna can open ``--optuna-storage URL`` (before Ray)."""
+    from diffcps_ray.errors import ConfigError
+
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.storages.RDBStorage(url).remove_session()
+    except Exception as reason:  # sqlalchemy's parse and connect errors, a missing driver
+        first = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+        raise ConfigError(
+            f"--optuna-storage {url} cannot be opened ({first.rstrip('.')}); give a "
+            "database URL such as sqlite:///studies.db or postgresql://user@host/db."
+        ) from None
