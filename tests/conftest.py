@@ -75,7 +75,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def smoke_sweep_run(tmp_path_factory: pytest.TempPathFactory):
     """The pointmaze smoke sweep, run once per session: (the finished command, its
-    experiment directory). With --logger tensorboard, whose event files
+    experiment directory). Two seeds, whose scores differ; with --logger tensorboard, whose event files
     tests/test_tune_reporting.py reads; its data directory is deleted, as policies must
     load and act without it. Tests that change the directory copy it first."""
     import shutil
@@ -83,7 +83,7 @@ def smoke_sweep_run(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("sweep")
     done = _command("diffcps_ray.tune", "--suite", "pointmaze", "--budget", "smoke",
                     "--data-root", str(base / "data"), "--storage", str(base / "runs"),
-                    "--name", "smoke", "--seeds", "1", "--tasks", "pointmaze-umaze",
+                    "--name", "smoke", "--seeds", "2", "--tasks", "pointmaze-umaze",
                     "--logger", "tensorboard", timeout=900)  # fmt: skip
     shutil.rmtree(base / "data")
     return done, base / "runs" / "smoke"

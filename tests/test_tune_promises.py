@@ -333,3 +333,45 @@ def test_an_interrupt_during_the_policy_export_is_finished_by_resume(tmp_path, s
                       for p in (storage / "export" / "policies").glob("*/*/*/policy.json"))
     assert policies == [f"{TASK}/seed_{s}/{k}" for s in (1, 2) for k in ("best", "final")]
     assert load_policy(storage / "export").task == TASK
+
+
+# --- the shared smoke sweep (tests/conftest.py): real DiffCPS, two seeds ---------------------
+
+
+def _evaluations(trial_dir: Path) -> dict[int, float]:
+    """Iteration -> score of each evaluation that ran (results carry the last one forward)."""
+    scores, seen = {}, 0
+    for line in (trial_dir / "result.json").read_text().splitlines():
+        result = json.loads(line)
+        count = result["evaluation"]["num_evaluations"]
+        if count > seen:
+            scores[result["training_iteration"]] = result["evaluation"]["normalized_score"]
+        seen = count
+    return scores
+
+
+def test_every_best_checkpoint_is_the_argmax_of_the_trials_evaluations(smoke_sweep) -> None:
+    """Whatever the curve's shape: the recorded and exported best is the top evaluation."""
+    record = ExperimentRecord.load(smoke_sweep)
+    for row in record.trials_of(Phase.CONFIRM):
+        scores = _evaluations(smoke_sweep / row.path)
+        top = max(scores.values())
+        best = row.checkpoint(CheckpointKind.BEST)
+        assert best.score == pytest.approx(top) and scores[best.iteration] == best.score, row
+        assert (smoke_sweep / best.path).is_dir()
+        exported = json.loads((smoke_sweep / "policies" / TASK / f"seed_{row.seed}" / "best"
+                               / "policy.json").read_text())
+        assert exported["score"] == pytest.approx(top)
+        assert exported["provenance"]["iteration"] == best.iteration
+
+
+def test_the_experiments_policy_is_the_best_checkpoint_of_the_best_seed(smoke_sweep) -> None:
+    record = ExperimentRecord.load(smoke_sweep)
+    bests = {row.seed: row.checkpoint(CheckpointKind.BEST).score
+             for row in record.trials_of(Phase.CONFIRM)}
+    assert len(bests) == 2
+    policy = load_policy(smoke_sweep)
+    top_seed = max(bests, key=bests.get)
+    assert policy.score == pytest.approx(bests[top_seed])
+    assert policy.provenance["seed"] == top_seed
+    assert policy.provenance["checkpoint_kind"] == "best"

@@ -8,6 +8,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,7 +146,7 @@ def test_tensorboard_event_files_hold_the_score_kappa_lambda_and_losses(smoke_sw
 
 _PRIVATE_RAY = """
 import ray
-from diffcps_ray.tune.reporting import ray_init_settings
+from diffcps_ray.tune.ray_start import ray_init_settings
 
 ray.init(address="local", num_cpus=1, **ray_init_settings(None, 1))
 print(ray.get(ray.remote(lambda: __import__("os").environ["RAY_AUTH_MODE"]).remote()))
