@@ -75,9 +75,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def smoke_sweep_run(tmp_path_factory: pytest.TempPathFactory):
     """The pointmaze smoke sweep, run once per session: (the finished command, its
-    experiment directory). Two seeds, whose scores differ; with --logger tensorboard, whose event files
-    tests/test_tune_reporting.py reads; its data directory is deleted, as policies must
-    load and act without it. Tests that change the directory copy it first."""
+    experiment directory). Two seeds, whose scores differ; with --logger tensorboard, whose
+    event files tests/test_tune_reporting.py reads; its data directory is deleted, as
+    policies must load and act without it. Tests that change the directory copy it first."""
     import shutil
 
     base = tmp_path_factory.mktemp("sweep")
