@@ -7,7 +7,6 @@ import ast
 import importlib.util
 import json
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ import torch
 
 from diffcps_ray.algorithm.agent import DiffCPSAgent
 from diffcps_ray.algorithm.config import DiffCPSSettings
-from diffcps_ray.policy.checkpoints import AGENT_STATE_KEY, LEARNER_DIR, MODULE_DIR, read_checkpoint
+from diffcps_ray.policy.checkpoints import CHECKPOINT_POLICY_DIR, read_checkpoint
 from diffcps_ray.policy.core import WEIGHTS_FILE, Policy, read_policy_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,19 +213,19 @@ def test_an_exported_policy_saved_on_a_gpu_loads_on_the_cpu(tmp_path: Path) -> N
     assert loaded.act(np.zeros((3, 6), dtype=np.float32)).shape == (3, 2)
 
 
-def test_an_algorithm_checkpoint_saved_on_a_gpu_reads_on_the_cpu(tmp_path: Path) -> None:
+def test_an_algorithm_checkpoints_policy_saved_on_a_gpu_reads_on_the_cpu(
+        tmp_path: Path) -> None:
+    """A checkpoint's policy/ (what load_policy reads) written from CUDA tensors."""
     agent = DiffCPSAgent(6, 2, DiffCPSSettings(hidden_dim=32))
-    agent.update({"obs": torch.zeros(4, 6), "actions": torch.zeros(4, 2),
-                  "rewards": torch.zeros(4), "new_obs": torch.zeros(4, 6),
-                  "terminateds": torch.zeros(4)})
-    (tmp_path / MODULE_DIR).mkdir(parents=True)
-    with saved_as_on("cuda:0"):  # RLlib pickles the learner's state, tensors and all
-        state = pickle.dumps({AGENT_STATE_KEY: agent.state_dict()})
-    (tmp_path / LEARNER_DIR / "state.pkl").write_bytes(state)
-    module = {f"actor.{k}": v.numpy() for k, v in agent.actor.state_dict().items()}
-    (tmp_path / MODULE_DIR / "module_state.pkl").write_bytes(pickle.dumps(module))
-    _cuda_only_load_fails(lambda: pickle.loads(state))
+    weights = {f"{net}.{k}": v for net in ("actor", "critic_target")
+               for k, v in getattr(agent, net).state_dict().items()}
+    policy = Policy(task="pointmaze-umaze", obs_dim=6, act_dim=2, settings=agent.settings,
+                    weights=weights, provenance={"num_gradient_steps": 1})
+    with saved_as_on("cuda:0"):
+        policy.save(tmp_path / CHECKPOINT_POLICY_DIR)
+    _cuda_only_load_fails(lambda: torch.load(tmp_path / CHECKPOINT_POLICY_DIR / WEIGHTS_FILE,
+                                             weights_only=True))
     contents = read_checkpoint(tmp_path)
     assert (contents.obs_dim, contents.act_dim, contents.num_gradient_steps) == (6, 2, 1)
     assert contents.settings == agent.settings
-    assert json.dumps(sorted(contents.weights)) == json.dumps(sorted(module))
+    assert all(torch.equal(contents.weights[k], v) for k, v in weights.items())

@@ -19,9 +19,8 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from diffcps_ray.tune.plan import FINISHED, SweepContext, SweepPlan
-from diffcps_ray.tune.suites import METRIC
+from diffcps_ray.tune.suites import METRIC, MODE
 
-MODE = "max"
 
 
 class Driver(SweepContext):

@@ -36,6 +36,7 @@ BUDGETS = ("smoke", "demo", "paper")
 SEARCHED = ("kappa", "lambda_clip")
 DATA_SOURCES = ("generate", "d4rl")
 METRIC = "evaluation/normalized_score"
+MODE = "max"  # the score is maximised
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,9 @@ from diffcps_ray.tune.studies import (
     TaskStudy,
     sampler_seed,
 )
-from diffcps_ray.tune.suites import METRIC, Budget, PhaseBudget, Suite, TaskEntry
+from diffcps_ray.tune.suites import METRIC, MODE, Budget, PhaseBudget, Suite, TaskEntry
 from diffcps_ray.tune.trial_config import RunSettings, TrialConfig
 
-MODE = "max"
 SEARCH_SEED = 0  # every search trial trains with this seed; confirmation uses 1..N
 MAX_FAILURES = 2  # retries per trial (worker death, node loss) from its last checkpoint
 RESOURCES_REFRESH_S = 10.0  # how often the trial limit looks at the cluster's size again
