@@ -22,7 +22,6 @@ from diffcps_ray.tune.plan import FINISHED, SweepContext, SweepPlan
 from diffcps_ray.tune.suites import METRIC, MODE
 
 
-
 class Driver(SweepContext):
     """What the adapters need of the running sweep besides the plan's SweepContext."""
 
