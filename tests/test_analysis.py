@@ -458,3 +458,45 @@ def test_best_search_trial_when_every_trial_was_stopped_early(tmp_path: Path) ->
     analysis = aggregate_module.analyse(load_experiment(run_dir), reps=REPS)
     # As the tune command's pick_best: with no full-length trial, all of them are ranked.
     assert analysis.search_best.iloc[0]["final_score"] == 40.0
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_ctrl_c_while_the_report_is_written_leaves_the_previous_report(tmp_path: Path) -> None:
+    """A real SIGINT once the writing has begun: the report directory is the previous one
+    whole (exit 130), or the new one whole if the writing won the race; never a mix, and
+    no hidden leftovers beside it."""
+    import os
+    import signal
+    import time
+
+    run_dir = write_fake_experiment(tmp_path / "exp", search_trials() + confirm_trials())
+    out = tmp_path / "report"
+    aggregate(run_dir, out, reps=50, rollout_episodes=0)
+    before = _files(out)
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "analysis.aggregate", str(run_dir), "--out", str(out),
+         "--reps", "60", "--rollout-episodes", "0"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("[aggregate] writing"):
+            process.send_signal(signal.SIGINT)
+            break
+        assert time.monotonic() < deadline, "".join(lines)
+    output = "".join(lines) + process.stdout.read()
+    code = process.wait(timeout=120)
+    after = _files(out)
+    if code == 130:
+        assert after == before, output
+    else:
+        assert code == 0 and after.keys() == before.keys(), output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "report"]

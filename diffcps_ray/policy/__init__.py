@@ -5,7 +5,7 @@
   trial directory or an RLlib checkpoint. Never starts Ray, never reads the dataset.
 - ``Policy``: ``act(obs)`` with the Algorithm's evaluation rule; ``obs_dim``, ``act_dim``,
   ``task``, ``settings``, ``score``, ``provenance``; ``save(dir)`` exports it.
-- ``export_sweep_policies(experiment_dir, manifest, log)``: every confirmation trial's best
+- ``export_sweep_policies(experiment_dir, record, log)``: every confirmation trial's best
   and final checkpoint to ``<experiment>/policies/<task>/seed_<k>/{best,final}/``.
 """
 
