@@ -80,10 +80,10 @@ def check_ray_address(address: str) -> None:
     if address.startswith("ray://"):
         target = address.removeprefix("ray://")
     else:
-        from ray._private.services import canonicalize_bootstrap_address_or_die
+        from diffcps_ray.ray_shims import resolve_ray_address
 
         try:
-            target = canonicalize_bootstrap_address_or_die(address)
+            target = resolve_ray_address(address)
         except (ConnectionError, ValueError) as reason:
             raise ConfigError(f"--address {address}: {str(reason).rstrip('.')}.") from None
     host, _, port = target.rpartition(":")

@@ -14,8 +14,8 @@ from typing import Any
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.utils.checkpoints import Checkpointable
 
-__all__ = ["SkipDDPWrapping", "quiet_local_token_auth", "restore_without_env_runners",
-           "wants_component", "worker_startup_concurrency"]
+__all__ = ["SkipDDPWrapping", "quiet_local_token_auth", "resolve_ray_address",
+           "restore_without_env_runners", "wants_component", "worker_startup_concurrency"]
 
 
 class SkipDDPWrapping:
@@ -106,3 +106,15 @@ def worker_startup_concurrency(num_cpus: int) -> dict[str, Any]:
     per core at a time and warns on a small machine where trials outnumber cores.
     """
     return {"_system_config": {"worker_maximum_startup_concurrency": int(num_cpus)}}
+
+
+def resolve_ray_address(address: str) -> str:
+    """``--address`` (HOST:PORT or auto) as the HOST:PORT Ray would connect to.
+
+    Ray resolves "auto" (RAY_ADDRESS, then the address file of a local ``ray start``) only
+    inside ``ray.init``, which then retries an unreachable address for minutes; its
+    resolver lets the command check the address first. Raises ConnectionError or ValueError.
+    """
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    return canonicalize_bootstrap_address_or_die(address)

@@ -117,3 +117,16 @@ def test_ray_init_still_takes_the_system_config_worker_startup_concurrency_uses(
     raylet = Path(ray.__file__).parent / "_raylet.so"
     assert b"worker_maximum_startup_concurrency" in raylet.read_bytes(), _broken(
         shim, "Ray's config has no worker_maximum_startup_concurrency")
+
+
+def test_rays_address_resolver_still_exists_for_resolve_ray_address():
+    shim = "resolve_ray_address"
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:
+        raise AssertionError(_broken(shim, "canonicalize_bootstrap_address_or_die is gone")) \
+            from None
+    assert _parameters(canonicalize_bootstrap_address_or_die)[0] == "addr", _broken(
+        shim, "canonicalize_bootstrap_address_or_die takes other arguments")
+    # Ray names this machine by its own IP, not the loopback address it was given.
+    assert ray_shims.resolve_ray_address("127.0.0.1:6379").endswith(":6379")
