@@ -17,7 +17,7 @@ import pytest
 
 from diffcps_ray.policy import POLICY_FORMAT_VERSION, PolicyError, export_sweep_policies
 from diffcps_ray.policy.core import POLICY_FILE, WEIGHTS_FILE
-from diffcps_ray.policy.sources import exported_policies, newest_checkpoint
+from diffcps_ray.policy.sources import exported_policies
 from tests.conftest import POLICY_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,39 +164,31 @@ def test_get_module_returns_the_acting_module(ray_session, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_sweep_export_writes_best_and_final_per_seed(smoke_sweep: Path, tmp_path: Path) -> None:
+    from diffcps_ray.tune.record import CheckpointKind, ExperimentRecord, Phase
+
     experiment = tmp_path / "smoke"
     shutil.copytree(smoke_sweep, experiment)
-    manifest = json.loads((experiment / "experiment.json").read_text())
-    (row,) = [r for r in manifest["trials"] if r["phase"] == "confirm"]
-    newest = newest_checkpoint(experiment / row["path"])
-    relative = newest.relative_to(experiment).as_posix()
-
-    # A row without the sweep's checkpoint record: the newest checkpoint is the final policy.
-    row.pop("checkpoints", None)
+    shutil.rmtree(experiment / "policies")
+    record = ExperimentRecord.load(experiment)
+    rows = record.trials_of(Phase.CONFIRM)
     lines: list[str] = []
-    written = export_sweep_policies(experiment, manifest, log=lines.append)
-    final = experiment / "policies" / POLICY_TASK / f"seed_{row['seed']}" / "final"
-    assert written == [final]
-    meta = json.loads((final / POLICY_FILE).read_text())
-    assert meta["score"] == pytest.approx(row["score"])
-    assert meta["provenance"]["trial_id"] == row["trial_id"]
-    assert meta["provenance"]["iteration"] == row["iterations"]
-    assert meta["provenance"]["checkpoint"] == relative
-    assert any("final" in line and str(final) in line for line in lines)
-
-    # The sweep's record: best and final checkpoints with their iteration and score.
-    row["checkpoints"] = {
-        "best": {"path": relative, "iteration": 1, "score": 12.5},
-        "final": {"path": relative, "iteration": 2, "score": None},
-    }
-    written = export_sweep_policies(experiment, manifest, log=lines.append)
-    assert [p.name for p in written] == ["best", "final"]
-    best = json.loads((written[0] / POLICY_FILE).read_text())
-    assert (best["score"], best["provenance"]["iteration"]) == (12.5, 1)
-    assert best["provenance"]["checkpoint_kind"] == "best"
-
+    written = export_sweep_policies(experiment, record, log=lines.append)
+    assert sorted(p.relative_to(experiment / "policies").as_posix() for p in written) == [
+        f"{POLICY_TASK}/seed_{row.seed}/{kind}" for row in sorted(rows, key=lambda r: r.seed)
+        for kind in ("best", "final")]
+    for row in rows:
+        for kind in CheckpointKind:
+            ref = row.checkpoint(kind)
+            meta = json.loads((experiment / "policies" / POLICY_TASK / f"seed_{row.seed}"
+                               / str(kind) / POLICY_FILE).read_text())
+            assert meta["score"] == pytest.approx(ref.score)
+            assert meta["provenance"]["iteration"] == ref.iteration
+            assert meta["provenance"]["checkpoint"].startswith(ref.path)
+            assert meta["provenance"]["checkpoint_kind"] == str(kind)
+            assert meta["provenance"]["trial_id"] == row.trial_id
+    assert any("final" in line for line in lines)
     # A storage URI that is not local is skipped with a line, nothing written.
-    assert export_sweep_policies("s3://bucket/smoke", manifest, log=lines.append) == []
+    assert export_sweep_policies("s3://bucket/smoke", record, log=lines.append) == []
     assert "not a local directory" in lines[-1]
 
 
@@ -209,7 +201,7 @@ def test_experiment_gives_the_best_confirmed_policy(smoke_sweep: Path) -> None:
     assert policy.task == POLICY_TASK and policy.provenance["phase"] == "confirm"
     trial = smoke_sweep / next(
         r["path"] for r in json.loads((smoke_sweep / "experiment.json").read_text())["trials"]
-        if r["phase"] == "confirm"
+        if r["phase"] == "confirm" and r["seed"] == policy.provenance["seed"]
     )
     assert load_policy(trial).provenance["trial_id"] == policy.provenance["trial_id"]
     with pytest.raises(UnknownPolicyTaskError) as caught:
@@ -226,8 +218,6 @@ def test_report_draws_maze_rollouts_and_lists_the_policies(smoke_sweep: Path,
 
     experiment = tmp_path / "smoke"
     shutil.copytree(smoke_sweep, experiment)
-    manifest = json.loads((experiment / "experiment.json").read_text())
-    export_sweep_policies(experiment, manifest, log=lambda _: None)
     out = tmp_path / "report"
     aggregate(experiment, out, reps=50, rollout_episodes=3)
     figure = out / "figures" / f"rollouts_{POLICY_TASK}.png"

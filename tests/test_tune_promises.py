@@ -275,11 +275,12 @@ def test_every_search_trial_diverging_exits_non_zero_naming_the_task(tmp_path, s
     suite_file = _own_suite(tmp_path / "suites", **{
         "  pointmaze-umaze:\n": "  pointmaze-umaze:\n    overrides: {critic_lr: 1.0e+38}\n"})
     done = _tune("--suite", str(suite_file), "--budget", "smoke", "--tasks", TASK,
-                 "--data-root", str(smoke_data), "--storage", str(tmp_path / "runs"),
-                 "--name", "nan")
+                 "--num-samples", "1", "--data-root", str(smoke_data),
+                 "--storage", str(tmp_path / "runs"), "--name", "nan")
     assert done.returncode == 3, (done.stdout + done.stderr)[-3000:]
-    assert f"{TASK}: no result (skipped: no successful search trial (2 of 2 failed" \
+    assert f"{TASK}: no result (skipped: no successful search trial (1 of 1 failed" \
         in done.stdout
+    assert "critic_loss became nan" in done.stdout
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("Finished in ") and f"1 task(s) produced no result: {TASK}" in last
     record = ExperimentRecord.load(tmp_path / "runs" / "nan")
