@@ -343,3 +343,14 @@ def test_state_of_an_unknown_format_version_is_refused() -> None:
     # Version 1 states (optimisers always inside) still load.
     old = DiffCPSAgent(OBS, ACT, _settings()).state_dict() | {"version": 1}
     agent.load_state_dict(old)
+
+
+def test_acting_with_diverged_weights_is_one_sentence() -> None:
+    from diffcps_ray.algorithm.agent import DivergedError
+
+    agent = DiffCPSAgent(OBS, ACT, _settings())
+    with torch.no_grad():
+        next(agent.critic_target.parameters()).fill_(float("nan"))
+    with pytest.raises(DivergedError, match=r"^the target critics' Q-values are not finite: "
+                                            r"the weights diverged$"):
+        agent.act(torch.zeros(3, OBS))

@@ -42,7 +42,7 @@ from diffcps_ray.algorithm.diffusion import (
     diffusion_loss,
     reverse_sample,
 )
-from diffcps_ray.errors import ConfigError
+from diffcps_ray.errors import ConfigError, DiffCPSError
 
 METRIC_NAMES = (
     "critic_loss", "diffusion_loss", "actor_loss", "q_loss", "lambda", "lambda_clamped",
@@ -71,6 +71,10 @@ def _clip_grad_norm(params: list[Tensor], max_norm: float) -> Tensor:
         return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
     grads = [p.grad for p in params if p.grad is not None]
     return torch.nn.utils.get_total_norm(grads, foreach=True)
+
+
+class DivergedError(DiffCPSError):
+    """The agent's weights are no longer finite (NaN or infinite values)."""
 
 
 def generator_state(generator: torch.Generator) -> dict[str, Any]:
@@ -391,6 +395,11 @@ class DiffCPSAgent:
             self.actor, self.schedule, batch, self.eval_generator, self.settings.max_action, k
         )
         q = self.critic_target(batch, candidates).amin(dim=0).view(-1, k)
+        # One host sync per evaluation step (never in training): diverged weights get a
+        # sentence instead of torch.multinomial's "probability tensor contains nan".
+        if not bool(torch.isfinite(q).all()):
+            raise DivergedError("the target critics' Q-values are not finite: the weights "
+                                "diverged")
         probs = torch.softmax(q, dim=1)
         pick = torch.multinomial(probs, 1, generator=self.eval_generator)  # (B, 1)
         index = pick.unsqueeze(-1).expand(-1, 1, self.act_dim)

@@ -17,7 +17,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from ray import tune
 
@@ -129,7 +129,12 @@ class DiffCPSTrial(tune.Trainable):
         return {**config, "run": run}
 
     def step(self) -> dict[str, Any]:
-        raw = self.algorithm.train()
+        from diffcps_ray.algorithm.agent import DivergedError
+
+        try:
+            raw = self.algorithm.train()
+        except DivergedError as error:  # the evaluation met diverged weights
+            self._stop_diverged(f"Trial stopped: {error} at iteration {self.iteration + 1}")
         result = {k: v for k, v in raw.items() if k not in _TRAINABLE_KEYS}
         # Checkpoint where an evaluation scored the weights: the best-scoring checkpoint
         # is then a policy with a known score (the end is checkpointed by Tune). Results
@@ -149,15 +154,8 @@ class DiffCPSTrial(tune.Trainable):
             found = first_nonfinite(checked, f"learners/{module}/")
             if found:
                 name, value = found
-                message = (
-                    f"Trial stopped: {name} became {value} at iteration {self.iteration + 1}"
-                    f" (kappa {self.config.get('kappa')}, lambda_clip "
-                    f"{self.config.get('lambda_clip')})."
-                )
-                marker = self._marker_path()
-                if marker is not None:
-                    marker.write_text(message + "\n")
-                raise NonFiniteMetricError(message)
+                self._stop_diverged(f"Trial stopped: {name} became {value} at iteration "
+                                    f"{self.iteration + 1}")
         # What this trial runs with, as metrics: the status table and TensorBoard show the
         # effective lambda_clip (0 for a zero-floor range's floor), not the sampled value.
         from diffcps_ray.tune.trial_config import effective_lambda_clip
@@ -165,6 +163,15 @@ class DiffCPSTrial(tune.Trainable):
         result["kappa"] = float(self.config["kappa"])
         result["lambda_clip"] = effective_lambda_clip(self.config)
         return result
+
+    def _stop_diverged(self, what: str) -> NoReturn:
+        """Fail the trial for good: a retry would restore the same state and diverge again."""
+        message = (f"{what} (kappa {self.config.get('kappa')}, lambda_clip "
+                   f"{self.config.get('lambda_clip')}).")
+        marker = self._marker_path()
+        if marker is not None:
+            marker.write_text(message + "\n")
+        raise NonFiniteMetricError(message)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         self.algorithm.save_to_path(os.path.join(checkpoint_dir, "algorithm"))
