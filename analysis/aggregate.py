@@ -611,12 +611,14 @@ def aggregate(
     out = Path(out_dir) if out_dir is not None else run_dir / "analysis"
     if out.exists() and not out.is_dir():  # say so before the bootstrap runs
         raise DiffCPSError(f"--out {out} exists and is not a directory.")
+    # Progress on stderr: stdout holds the results.
     print(f"[aggregate] {len(experiment.trials)} trial(s) read from {run_dir}; "
-          f"bootstrapping the tables ({reps} resamples)", flush=True)
+          f"bootstrapping the tables ({reps} resamples)", file=sys.stderr, flush=True)
     analysis = analyse(experiment, reps=reps, seed=seed)
     analysis.rollout_episodes = rollout_episodes
     # Written beside ``out`` and swapped in whole: an interrupt leaves the previous report.
-    print(f"[aggregate] writing tables, figures and report.md to {out}", flush=True)
+    print(f"[aggregate] writing tables, figures and report.md to {out}", file=sys.stderr,
+          flush=True)
     replace_dir(out, lambda tmp: _write_outputs(analysis, tmp, out))
     return analysis
 

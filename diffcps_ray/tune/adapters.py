@@ -9,16 +9,23 @@ the duration of ``Tuner.fit``. The searcher's snapshots hold the plan as plain J
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
+from diffcps_ray.results import finite_number
 from diffcps_ray.tune.plan import FINISHED, SweepContext, SweepPlan
+from diffcps_ray.tune.record import CheckpointKind, CheckpointRef
+from diffcps_ray.tune.store import ExperimentStore
 from diffcps_ray.tune.suites import METRIC, MODE
 
 
@@ -157,6 +164,34 @@ class PlanStopper(Stopper):
         return False
 
 
+class _NoTuneRestoreHint(logging.Filter):
+    """Drops Tune's own "Resume experiment with: Tuner.restore(...)" after an interrupt:
+    the sweep prints the one command that continues it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+@contextmanager
+def tune_fit_guards() -> Iterator[None]:
+    """Around ``Tuner.fit``: our resume hint only, and our SIGINT handler back afterwards.
+
+    Tune installs its own SIGINT handler for the fit and leaves it installed when the fit
+    ends normally: a Ctrl-C during the policy export would then only set Tune's flag.
+    """
+    tune_logger = logging.getLogger("ray.tune.tune")
+    hint_filter = _NoTuneRestoreHint()
+    tune_logger.addFilter(hint_filter)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        yield
+    finally:
+        tune_logger.removeFilter(hint_filter)
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def checkpoint_config() -> Any:
     """Keep the latest checkpoint (to resume) and the best-scoring one (to export).
 
@@ -191,3 +226,47 @@ def restore(experiment_uri: str, trainable: Any) -> Any:
         # Errored trials failed for good (NaN, or out of retries): don't rerun them.
         resume_errored=False,
     )
+
+
+# --- Tune's results -> the record's checkpoints --------------------------------------------
+
+
+def kept_checkpoints(results: Any, store: ExperimentStore) -> dict[
+        str, tuple[str | None, dict[CheckpointKind, CheckpointRef | None]]]:
+    """Per trial id: its one-line error and its best and final kept checkpoints.
+
+    ``best``: the kept checkpoint with the highest evaluation score at its own iteration
+    (tune/adapters.py checkpoint_config); ``final``: the latest one (Tune's
+    ``Result.checkpoint``, with the trial's last result).
+    """
+    from diffcps_ray.tune.trainable import CHECKPOINT_SCORE
+
+    kept: dict[str, tuple[str | None, dict[CheckpointKind, CheckpointRef | None]]] = {}
+    for result in results:
+        trial_id = Path(result.path).name.split("_", 1)[-1]
+        error = None if result.error is None else _one_line(result.error)
+
+        def ref(checkpoint: Any, metrics: dict) -> CheckpointRef:
+            return CheckpointRef(store.relative(checkpoint.path),
+                                 int(metrics.get("training_iteration", 0) or 0),
+                                 finite_number(metrics.get(CHECKPOINT_SCORE)))
+
+        scored = [ref(checkpoint, metrics) for checkpoint, metrics
+                  in (result.best_checkpoints or []) if checkpoint is not None]
+        scored = [item for item in scored if item.score is not None]
+        checkpoints: dict[CheckpointKind, CheckpointRef | None] = {
+            CheckpointKind.BEST: max(scored, key=lambda item: item.score) if scored else None,
+            CheckpointKind.FINAL: None if result.checkpoint is None
+            else ref(result.checkpoint, result.metrics or {}),
+        }
+        kept[trial_id] = (error, checkpoints)
+    return kept
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    # Ray wraps the trial's exception; its last line holds our sentence.
+    for line in reversed(text):
+        if line.strip():
+            return line.strip()[:500]
+    return type(error).__name__

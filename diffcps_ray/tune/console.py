@@ -4,6 +4,7 @@
   lambda_clip each trial runs with (the sampled floor of a zero-floor range means 0), the
   best trial so far and the experiment's own directory;
 - ``TrialEvents``: one line per trial start, retry and failure (a Tune Callback);
+- ``plan_lines``: what a new sweep is about to run;
 - ``summarise``: the closing lines per task, scores against the behaviour, with noise.
 """
 
@@ -27,7 +28,7 @@ from diffcps_ray.tune.record import (
     TrialStatus,
 )
 from diffcps_ray.tune.selection import evaluation_se
-from diffcps_ray.tune.suites import METRIC, Suite
+from diffcps_ray.tune.suites import METRIC, Budget, Suite, TaskEntry
 from diffcps_ray.tune.trial_config import effective_lambda_clip
 
 REPORT_EVERY_S = 30.0
@@ -204,6 +205,28 @@ def _summary_line(task: str, variant: str, rows: list, suite: Suite, episodes: i
         elif row.error:
             line += f" ({row.error})"
     return line + "."
+
+
+def plan_lines(suite: Suite, tasks: list[TaskEntry], budget: Budget, num_samples: int,
+               seeds: int) -> list[str]:
+    """What a new sweep is about to run, a line per task's search and one for the rest."""
+    if suite.is_ablation:
+        return [f"[ablation] {len(tasks)} task(s) x {suite.grid} x {seeds} seed(s), "
+                f"{budget.confirm.gradient_steps:,} steps"]
+    lines = []
+    for task in tasks:
+        first = {k: r.first_point for k, r in task.search.items()}
+        paper = ", ".join(
+            f"{k}={value:g}"
+            + (f" (sampled as the range's floor {first[k]:g})" if value != first[k] else "")
+            for k, value in task.paper_point.items()
+        )
+        lines.append(f"[search] {task.name}: {num_samples} trials x up to "
+                     f"{budget.search.gradient_steps:,} steps, the paper's config first: {paper}")
+    lines.append(f"[confirm] each task's chosen config x {seeds} seed(s) x "
+                 f"{budget.confirm.gradient_steps:,} steps, {budget.confirm.eval_episodes} "
+                 f"evaluation episodes, as soon as its search has finished")
+    return lines
 
 
 def elapsed(start: float) -> str:

@@ -34,8 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from diffcps_ray.results import finite_number, metric_value
-from diffcps_ray.tune.record import Phase, TrialStatus
+from diffcps_ray.tune.record import CheckpointKind, CheckpointRef, Phase, TrialRow, TrialStatus
+from diffcps_ray.tune.store import trial_path
 from diffcps_ray.tune.suites import METRIC
+from diffcps_ray.tune.trial_config import effective_lambda_clip
 
 FINISHED = "FINISHED"  # suggest(): nothing more will be proposed (Tune's Searcher.FINISHED)
 ITERATION_KEY = "training_iteration"
@@ -93,6 +95,31 @@ class PlanTrial:
     @property
     def iterations_done(self) -> int:
         return int(self.result.get(ITERATION_KEY, 0) or 0)
+
+    def to_row(self, error: str | None = None,
+               checkpoints: dict[CheckpointKind, CheckpointRef | None] | None = None) -> TrialRow:
+        """The trial's experiment row (and Tune's error and checkpoints)."""
+        result = self.result
+        episodes = finite_number(metric_value(result, "evaluation/num_episodes"))
+        return TrialRow(
+            phase=self.phase,
+            task=self.task,
+            trial_id=self.trial_id,
+            path=trial_path(str(self.phase), self.trial_id),
+            kappa=finite_number(self.config.get("kappa")),
+            lambda_clip=effective_lambda_clip(self.config),
+            seed=self.config.get("seed"),
+            status=self.status if self.finished else TrialStatus.INTERRUPTED,
+            iterations=self.iterations_done,
+            score=self.score,
+            best_score=finite_number(metric_value(result, "evaluation/best_normalized_score")),
+            score_std=finite_number(metric_value(result, "evaluation/normalized_score_std")),
+            eval_episodes=None if episodes is None else int(episodes),
+            error=error or self.error,
+            variant=self.config.get("variant"),
+            study_trial=self.study_trial,
+            checkpoints=dict(checkpoints or {}),
+        )
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 - ``start_ray``: a private local instance with logical CPUs to spare for Ray Data, or the
   cluster at ``--address``; quiet start-up settings for both.
-- ``concurrency`` / ``trial_resources``: how many trials fit at once, and what each asks.
+- ``concurrency`` / ``Resources``: how many trials fit at once, and what each asks;
+  ``GpuWait``: the lines a sweep prints while trials wait for GPU nodes to join.
 - ``tune_environment``: the Tune settings of the driver, set for the duration of a fit.
 """
 
@@ -148,3 +149,38 @@ def concurrency(resources: Resources, cluster: dict[str, float] | None = None) -
         # Many cores and little RAM: trials would be killed by Ray's memory monitor.
         limit = min(limit, int(float(cluster["memory"]) // MEMORY_PER_TRIAL))
     return max(1, limit)
+
+
+class GpuWait:
+    """Says once that trials wait for GPUs the cluster lacks, and once that they came."""
+
+    def __init__(self, gpus_per_trial: float) -> None:
+        self.gpus_per_trial = gpus_per_trial
+        self.waiting = False
+
+    def check(self, cluster_gpus: float) -> str | None:
+        """The line to print for the cluster's GPUs now, if any."""
+        if self.gpus_per_trial <= 0:
+            return None
+        waiting = cluster_gpus < self.gpus_per_trial
+        if waiting and not self.waiting:
+            self.waiting = True
+            return (f"[sweep] waiting for GPUs: the Ray cluster has {cluster_gpus:g} and a "
+                    f"trial needs {self.gpus_per_trial:g}; trials start as GPU nodes join (an "
+                    f"autoscaler adds them for the pending trial). Ctrl-C stops and keeps the "
+                    f"sweep for --resume.")
+        if not waiting and self.waiting:
+            return self._arrived(cluster_gpus)
+        return None
+
+    def trial_started(self) -> str | None:
+        """A trial started: if the sweep was waiting, the GPUs have come."""
+        if not self.waiting:
+            return None
+        import ray
+
+        return self._arrived(float(ray.cluster_resources().get("GPU", 0)))
+
+    def _arrived(self, cluster_gpus: float) -> str:
+        self.waiting = False
+        return f"[sweep] {cluster_gpus:g} GPU(s) available now; trials start."

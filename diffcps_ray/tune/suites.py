@@ -441,3 +441,33 @@ def base_settings(task: str, overrides: dict[str, Any], where: str) -> Any:
 
 def paper_value(settings: Any, key: str) -> float:
     return float(getattr(settings, SETTINGS_FIELDS[key]))
+
+
+# --- budgets as recorded data ---------------------------------------------------------------
+
+
+def budget_settings(budget: Budget) -> dict[str, Any]:
+    """A budget as plain data (experiment.json's ``budget_settings``)."""
+    settings = dataclasses.asdict(budget)
+    settings.pop("name", None)
+    return settings
+
+
+def budget_from_settings(settings: dict[str, Any]) -> Budget:
+    """The Budget a record's ``budget_settings`` describe."""
+    values = dict(settings)
+    for phase in ("search", "confirm"):
+        values[phase] = PhaseBudget(**values[phase])
+    return Budget(**values)
+
+
+def changed_keys(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two nested dicts."""
+    changes = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += changed_keys(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {old} -> {new}")
+    return changes

@@ -17,23 +17,15 @@ record says "done" only once every trial has finished and the policies are expor
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from diffcps_ray.errors import DiffCPSError
-from diffcps_ray.results import finite_number, metric_value
 from diffcps_ray.tune.plan import PlanTrial, SearchSpec, SweepPlan, TaskPlan
-from diffcps_ray.tune.ray_start import Resources, concurrency
+from diffcps_ray.tune.ray_start import GpuWait, Resources, concurrency
 from diffcps_ray.tune.record import (
-    CheckpointKind,
-    CheckpointRef,
     ExperimentRecord,
     ExperimentStatus,
     Phase,
@@ -42,11 +34,10 @@ from diffcps_ray.tune.record import (
     SearchTask,
     TaskState,
     TaskStatus,
-    TrialRow,
     TrialStatus,
 )
 from diffcps_ray.tune.selection import select
-from diffcps_ray.tune.store import SWEEP_DIR, ExperimentStore, trial_dirname, trial_path
+from diffcps_ray.tune.store import SWEEP_DIR, ExperimentStore, trial_dirname
 from diffcps_ray.tune.studies import (
     JOURNAL_DIR,
     JournalMirror,
@@ -54,8 +45,23 @@ from diffcps_ray.tune.studies import (
     TaskStudy,
     sampler_seed,
 )
-from diffcps_ray.tune.suites import METRIC, MODE, Budget, PhaseBudget, Suite, TaskEntry
-from diffcps_ray.tune.trial_config import RunSettings, TrialConfig
+from diffcps_ray.tune.suites import (
+    METRIC,
+    MODE,
+    PhaseBudget,
+    Suite,
+    TaskEntry,
+    budget_from_settings,
+    budget_settings,
+    changed_keys,
+)
+from diffcps_ray.tune.trial_config import (
+    RunSettings,
+    TrialConfig,
+    ablation_configs,
+    confirm_configs,
+    run_settings,
+)
 
 SEARCH_SEED = 0  # every search trial trains with this seed; confirmation uses 1..N
 MAX_FAILURES = 2  # retries per trial (worker death, node loss) from its last checkpoint
@@ -97,54 +103,6 @@ def resume_command(storage: str, name: str) -> str:
     return f"python -m diffcps_ray.tune --storage {storage} --name {name} --resume"
 
 
-def budget_from_record(settings: dict[str, Any]) -> Budget:
-    """The Budget a record's ``budget_settings`` describe."""
-    values = dict(settings)
-    for phase in ("search", "confirm"):
-        values[phase] = PhaseBudget(**values[phase])
-    return Budget(**values)
-
-
-def changed_keys(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf that differs between two nested dicts."""
-    changes = []
-    for key in sorted(set(recorded) | set(current)):
-        old, new = recorded.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            changes += changed_keys(old, new, f"{prefix}{key}.")
-        elif old != new:
-            changes.append(f"{prefix}{key}: {old} -> {new}")
-    return changes
-
-
-class _NoTuneRestoreHint(logging.Filter):
-    """Drops Tune's own "Resume experiment with: Tuner.restore(...)" after an interrupt:
-    the sweep prints the one command that continues it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tuner.restore(" not in record.getMessage()
-
-
-@contextmanager
-def _tune_fit_guards() -> Iterator[None]:
-    """Around ``Tuner.fit``: our resume hint only, and our SIGINT handler back afterwards.
-
-    Tune installs its own SIGINT handler for the fit and leaves it installed when the fit
-    ends normally: a Ctrl-C during the policy export would then only set Tune's flag.
-    """
-    tune_logger = logging.getLogger("ray.tune.tune")
-    hint_filter = _NoTuneRestoreHint()
-    tune_logger.addFilter(hint_filter)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGINT) if main_thread else None
-    try:
-        yield
-    finally:
-        tune_logger.removeFilter(hint_filter)
-        if main_thread and previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-
 class Sweep:
     """Runs (or resumes) one experiment and keeps experiment.json current.
 
@@ -181,7 +139,7 @@ class Sweep:
         self.plan: SweepPlan | None = None
         self._studies: dict[str, TaskStudy] = {}
         self._cluster: tuple[float, dict[str, float]] | None = None
-        self._waiting_for_gpus = False
+        self.gpu_wait = GpuWait(opts.gpus_per_trial)
         budget = suite.budget(opts.budget)
         if self.store.exists():
             if not resume:
@@ -190,8 +148,8 @@ class Sweep:
                     f"it, or choose another --name."
                 )
             self.record = self.store.read_record()
-            changes = changed_keys(self.record.budget_settings, _budget_settings(budget))
-            self.budget = budget_from_record(self.record.budget_settings)
+            changes = changed_keys(self.record.budget_settings, budget_settings(budget))
+            self.budget = budget_from_settings(self.record.budget_settings)
             if changes:
                 self.log(f"[sweep] the suite's {opts.budget!r} budget changed since this "
                          f"sweep started ({'; '.join(changes)}); resuming with the budget "
@@ -200,7 +158,7 @@ class Sweep:
             self.budget = budget
             self.record = ExperimentRecord(
                 suite=suite.name, budget=opts.budget, command=command, options=asdict(opts),
-                budget_settings=_budget_settings(budget),
+                budget_settings=budget_settings(budget),
                 behaviour_scores={task: entry.behaviour_score
                                   for task, entry in suite.tasks.items()
                                   if entry.behaviour_score is not None},
@@ -237,7 +195,13 @@ class Sweep:
         Ray must be initialised by the caller. Raises SweepInterruptedError when Tune stopped
         before every trial finished (Ctrl-C, SIGTERM): the state is saved for --resume.
         """
-        from diffcps_ray.tune.adapters import can_restore, driving, restore
+        from diffcps_ray.tune.adapters import (
+            can_restore,
+            driving,
+            kept_checkpoints,
+            restore,
+            tune_fit_guards,
+        )
         from diffcps_ray.tune.ray_start import tune_environment
 
         if self.record.status == ExperimentStatus.DONE:
@@ -249,7 +213,7 @@ class Sweep:
         self.journals.download()
         self.save()
         trainable = self._trainable_with_resources()
-        with driving(self), tune_environment(), _tune_fit_guards():
+        with driving(self), tune_environment(), tune_fit_guards():
             if can_restore(self.store.sweep_uri):
                 self.log(f"[sweep] resuming {self.store.sweep_uri}")
                 tuner = restore(self.store.sweep_uri, trainable)
@@ -260,7 +224,7 @@ class Sweep:
             if self.plan is None:
                 raise DiffCPSError(f"{self.store.sweep_uri} holds no sweep plan.")
         kept = kept_checkpoints(results, self.store)
-        self.record.trials = [trial_row(trial, *kept.get(trial.trial_id, (None, {})))
+        self.record.trials = [trial.to_row(*kept.get(trial.trial_id, (None, {})))
                               for trial in self.plan.trials.values()]
         if not self.plan.finished():
             self.mark_interrupted()
@@ -304,12 +268,13 @@ class Sweep:
             SweepSearcher,
             checkpoint_config,
         )
-        from diffcps_ray.tune.console import SweepReporter, TrialEvents
+        from diffcps_ray.tune.console import SweepReporter, TrialEvents, plan_lines
         from diffcps_ray.tune.tracking import logger_callbacks
 
         plan = self.build_plan()
         self.attach(plan)
-        for line in self._plan_lines():
+        for line in plan_lines(self.suite, self.tasks, self.budget, self.opts.num_samples,
+                               self.opts.seeds):
             self.log(line)
         return tune.Tuner(
             trainable,
@@ -366,41 +331,8 @@ class Sweep:
                          run_iterations=self.budget.confirm.iterations)
 
     def run_settings(self, phase: PhaseBudget, task: TaskEntry) -> RunSettings:
-        """The non-searched part of a trial's config: lengths, data, devices."""
-        return RunSettings(
-            data_root=self.opts.data_root,
-            iterations=phase.iterations,
-            steps_per_iteration=phase.steps_per_iteration,
-            eval_interval=phase.eval_interval,
-            eval_episodes=phase.eval_episodes,
-            lambda_clip_zero_below=task.search["lambda_clip"].zero_below,
-            num_gpus=self.opts.gpus_per_trial,
-            torch_threads=max(1, int(self.opts.cpus_per_trial)),
-        )
-
-    def _plan_lines(self) -> list[str]:
-        if self.suite.is_ablation:
-            return [f"[ablation] {len(self.tasks)} task(s) x {self.suite.grid} x "
-                    f"{self.opts.seeds} seed(s), {self.budget.confirm.gradient_steps:,} steps"]
-        lines = []
-        for task in self.tasks:
-            first = {k: r.first_point for k, r in task.search.items()}
-            paper = ", ".join(
-                f"{k}={value:g}"
-                + (f" (sampled as the range's floor {first[k]:g})" if value != first[k] else "")
-                for k, value in task.paper_point.items()
-            )
-            lines.append(
-                f"[search] {task.name}: {self.opts.num_samples} trials x up to "
-                f"{self.budget.search.gradient_steps:,} steps, the paper's config first: {paper}"
-            )
-        lines.append(
-            f"[confirm] each task's chosen config x {self.opts.seeds} seed(s) x "
-            f"{self.budget.confirm.gradient_steps:,} steps, "
-            f"{self.budget.confirm.eval_episodes} evaluation episodes, as soon as its "
-            f"search has finished"
-        )
-        return lines
+        return run_settings(phase, task.search["lambda_clip"].zero_below, self.opts.data_root,
+                            self.opts.gpus_per_trial, self.opts.cpus_per_trial)
 
     def _record_phases(self) -> None:
         record = self.record
@@ -476,7 +408,7 @@ class Sweep:
         self.study(task).tell(study_trial, status, score)
 
     def search_done(self, task: str, trials: list[PlanTrial]) -> list[dict[str, Any]]:
-        rows = [trial_row(trial) for trial in trials]
+        rows = [trial.to_row() for trial in trials]
         self.record.replace_trials(Phase.SEARCH, task, rows)
         entry = self.suite.tasks[task]
         selection = select(rows, entry.paper_point)
@@ -511,7 +443,7 @@ class Sweep:
     def task_done(self, task: str, trials: list[PlanTrial]) -> None:
         phase = Phase.ABLATION if self.suite.is_ablation else Phase.CONFIRM
         phase_record = self.record.run_phase
-        rows = [trial_row(trial) for trial in trials]
+        rows = [trial.to_row() for trial in trials]
         self.record.replace_trials(phase, task, rows)
         state = phase_record.tasks.get(task)
         if state is not None and state.status == TaskStatus.SKIPPED:
@@ -536,34 +468,13 @@ class Sweep:
     # -- points --
 
     def confirm_points(self, task: TaskEntry, raw: dict[str, float]) -> list[dict[str, Any]]:
-        run = self.run_settings(self.budget.confirm, task)
-        return [TrialConfig(phase=Phase.CONFIRM, task=task.name, kappa=raw["kappa"],
-                            lambda_clip=raw["lambda_clip"], seed=seed, run=run,
-                            settings=dict(task.overrides)).to_dict()
-                for seed in range(1, self.opts.seeds + 1)]
+        return [config.to_dict() for config in confirm_configs(
+            task, raw, self.run_settings(self.budget.confirm, task), self.opts.seeds)]
 
     def ablation_points(self, task: TaskEntry) -> list[dict[str, Any]]:
-        points = []
-        ((key, values),) = self.suite.grid.items()
-        # Grid values are taken literally: no zero floor.
-        run = dataclasses.replace(self.run_settings(self.budget.confirm, task),
-                                  lambda_clip_zero_below=0.0)
-        for value in values:
-            for seed in range(1, self.opts.seeds + 1):
-                kappa = task.search["kappa"].paper
-                lambda_clip = task.search["lambda_clip"].paper
-                settings = dict(task.overrides)
-                if key == "kappa":
-                    kappa = value
-                elif key == "lambda_clip":
-                    lambda_clip = value
-                else:
-                    settings[key] = value
-                points.append(TrialConfig(
-                    phase=Phase.ABLATION, task=task.name, kappa=kappa,
-                    lambda_clip=lambda_clip, seed=seed, run=run, settings=settings,
-                    variant={key: value}).to_dict())
-        return points
+        return [config.to_dict() for config in ablation_configs(
+            task, self.suite.grid, self.run_settings(self.budget.confirm, task),
+            self.opts.seeds)]
 
     # -- Optuna studies --
 
@@ -576,109 +487,13 @@ class Sweep:
     # -- waiting for GPUs --
 
     def note_trial_started(self) -> None:
-        if self._waiting_for_gpus:
-            self._say_gpus_arrived()
-
-    def _say_gpus_arrived(self) -> None:
-        import ray
-
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        self.log(f"[sweep] {gpus:g} GPU(s) available now; trials start.")
-        self._waiting_for_gpus = False
+        message = self.gpu_wait.trial_started()
+        if message:
+            self.log(message)
 
     def _note_gpu_wait(self) -> None:
-        """Say once that trials wait for GPUs, and once that they have come."""
-        if self.opts.gpus_per_trial <= 0:
-            return
         import ray
 
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        waiting = gpus < self.opts.gpus_per_trial
-        if waiting and not self._waiting_for_gpus:
-            self.log(
-                f"[sweep] waiting for GPUs: the Ray cluster has {gpus:g} and a trial needs "
-                f"{self.opts.gpus_per_trial:g}; trials start as GPU nodes join (an "
-                f"autoscaler adds them for the pending trial). Ctrl-C stops and keeps the "
-                f"sweep for --resume."
-            )
-            self._waiting_for_gpus = True
-        elif not waiting and self._waiting_for_gpus:
-            self._say_gpus_arrived()
-
-
-def _budget_settings(budget: Budget) -> dict[str, Any]:
-    settings = asdict(budget)
-    settings.pop("name", None)
-    return settings
-
-
-# --- Tune's results -> experiment rows -----------------------------------------------------
-
-
-def trial_row(trial: PlanTrial, error: str | None = None,
-              checkpoints: dict[CheckpointKind, CheckpointRef | None] | None = None) -> TrialRow:
-    """One experiment row from the plan's view of a trial (and Tune's error and checkpoints)."""
-    from diffcps_ray.tune.trial_config import effective_lambda_clip
-
-    result = trial.result
-    episodes = finite_number(metric_value(result, "evaluation/num_episodes"))
-    return TrialRow(
-        phase=trial.phase,
-        task=trial.task,
-        trial_id=trial.trial_id,
-        path=trial_path(str(trial.phase), trial.trial_id),
-        kappa=finite_number(trial.config.get("kappa")),
-        lambda_clip=effective_lambda_clip(trial.config),
-        seed=trial.config.get("seed"),
-        status=trial.status if trial.finished else TrialStatus.INTERRUPTED,
-        iterations=trial.iterations_done,
-        score=trial.score,
-        best_score=finite_number(metric_value(result, "evaluation/best_normalized_score")),
-        score_std=finite_number(metric_value(result, "evaluation/normalized_score_std")),
-        eval_episodes=None if episodes is None else int(episodes),
-        error=error or trial.error,
-        variant=trial.config.get("variant"),
-        study_trial=trial.study_trial,
-        checkpoints=dict(checkpoints or {}),
-    )
-
-
-def kept_checkpoints(results: Any, store: ExperimentStore) -> dict[
-        str, tuple[str | None, dict[CheckpointKind, CheckpointRef | None]]]:
-    """Per trial id: its one-line error and its best and final kept checkpoints.
-
-    ``best``: the kept checkpoint with the highest evaluation score at its own iteration
-    (tune/adapters.py checkpoint_config); ``final``: the latest one (Tune's
-    ``Result.checkpoint``, with the trial's last result).
-    """
-    from diffcps_ray.tune.trainable import CHECKPOINT_SCORE
-
-    kept: dict[str, tuple[str | None, dict[CheckpointKind, CheckpointRef | None]]] = {}
-    for result in results:
-        trial_id = Path(result.path).name.split("_", 1)[-1]
-        error = None if result.error is None else _one_line(result.error)
-
-        def ref(checkpoint: Any, metrics: dict) -> CheckpointRef:
-            return CheckpointRef(store.relative(checkpoint.path),
-                                 int(metrics.get("training_iteration", 0) or 0),
-                                 finite_number(metrics.get(CHECKPOINT_SCORE)))
-
-        scored = [ref(checkpoint, metrics) for checkpoint, metrics
-                  in (result.best_checkpoints or []) if checkpoint is not None]
-        scored = [item for item in scored if item.score is not None]
-        checkpoints: dict[CheckpointKind, CheckpointRef | None] = {
-            CheckpointKind.BEST: max(scored, key=lambda item: item.score) if scored else None,
-            CheckpointKind.FINAL: None if result.checkpoint is None
-            else ref(result.checkpoint, result.metrics or {}),
-        }
-        kept[trial_id] = (error, checkpoints)
-    return kept
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    # Ray wraps the trial's exception; its last line holds our sentence.
-    for line in reversed(text):
-        if line.strip():
-            return line.strip()[:500]
-    return type(error).__name__
+        message = self.gpu_wait.check(float(ray.cluster_resources().get("GPU", 0)))
+        if message:
+            self.log(message)

@@ -6,9 +6,12 @@ is what params.json, the analysis and experiment.json read. Nothing here imports
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diffcps_ray.tune.record import Phase
+
+if TYPE_CHECKING:  # suites.py imports this module: its types are for annotations only
+    from diffcps_ray.tune.suites import PhaseBudget, TaskEntry
 
 # How close to the floor of a zero-floor range counts as the floor (float round trips).
 _FLOOR_TOLERANCE = 1e-9
@@ -83,3 +86,56 @@ def effective_lambda_clip(config: dict[str, Any]) -> float | None:
         return None
     zero_below = float((config.get("run") or {}).get("lambda_clip_zero_below", 0.0))
     return zero_floor_value(float(config["lambda_clip"]), zero_below)
+
+
+# --- the configs of a sweep's phases -------------------------------------------------------
+
+
+def run_settings(phase: PhaseBudget, zero_below: float, data_root: str, gpus_per_trial: float,
+                 cpus_per_trial: float) -> RunSettings:
+    """A phase's trial length and evaluation, the data and the trial's devices."""
+    return RunSettings(
+        data_root=data_root,
+        iterations=phase.iterations,
+        steps_per_iteration=phase.steps_per_iteration,
+        eval_interval=phase.eval_interval,
+        eval_episodes=phase.eval_episodes,
+        lambda_clip_zero_below=zero_below,
+        num_gpus=gpus_per_trial,
+        torch_threads=max(1, int(cpus_per_trial)),
+    )
+
+
+def confirm_configs(task: TaskEntry, chosen: dict[str, float], run: RunSettings,
+                    seeds: int) -> list[TrialConfig]:
+    """The chosen kappa and lambda_clip (as sampled) with seeds 1..N."""
+    return [TrialConfig(phase=Phase.CONFIRM, task=task.name, kappa=chosen["kappa"],
+                        lambda_clip=chosen["lambda_clip"], seed=seed, run=run,
+                        settings=dict(task.overrides))
+            for seed in range(1, seeds + 1)]
+
+
+def ablation_configs(task: TaskEntry, grid: dict[str, list[Any]], run: RunSettings,
+                     seeds: int) -> list[TrialConfig]:
+    """Each grid value at the paper's kappa and lambda_clip, with seeds 1..N.
+
+    Grid values are taken literally: no zero floor.
+    """
+    ((key, values),) = grid.items()
+    run = replace(run, lambda_clip_zero_below=0.0)
+    configs = []
+    for value in values:
+        for seed in range(1, seeds + 1):
+            kappa = task.search["kappa"].paper
+            lambda_clip = task.search["lambda_clip"].paper
+            settings = dict(task.overrides)
+            if key == "kappa":
+                kappa = value
+            elif key == "lambda_clip":
+                lambda_clip = value
+            else:
+                settings[key] = value
+            configs.append(TrialConfig(phase=Phase.ABLATION, task=task.name, kappa=kappa,
+                                       lambda_clip=lambda_clip, seed=seed, run=run,
+                                       settings=settings, variant={key: value}))
+    return configs
