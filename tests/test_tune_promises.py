@@ -109,59 +109,6 @@ def test_a_run_that_diverges_after_its_best_keeps_that_checkpoint(ray_session, t
     assert "seed 1 failed (its best checkpoint, score 60.0 at iteration 2, is kept)" in line
 
 
-# --- Optuna studies across processes --------------------------------------------------------
-
-
-def _study(journal: Path, samples: int = 8) -> TaskStudy:
-    return TaskStudy(StudyLocation("exp/task", journal=str(journal)), sampler_seed("s", "t"),
-                     samples, {"kappa": 0.05, "lambda_clip": 0.01})
-
-
-SPACE = {"kappa": (0.0167, 0.15), "lambda_clip": (0.001, 2.0)}
-
-
-def test_a_reopened_study_continues_its_proposals(tmp_path: Path) -> None:
-    """Proposals 0-5 in one process equal 0-2, then a reopened journal's 3-5."""
-    whole = _study(tmp_path / "whole.journal")
-    uninterrupted = []
-    for index in range(6):
-        params, number = whole.propose(index, SPACE)
-        uninterrupted.append(params)
-        whole.tell(number, TrialStatus.TERMINATED, float(index))
-    first = _study(tmp_path / "cut.journal")
-    resumed = []
-    for index in range(3):
-        params, number = first.propose(index, SPACE)
-        resumed.append(params)
-        first.tell(number, TrialStatus.TERMINATED, float(index))
-    reopened = _study(tmp_path / "cut.journal")  # a new process after an interrupt
-    for index in range(3, 6):
-        params, number = reopened.propose(index, SPACE)
-        resumed.append(params)
-        reopened.tell(number, TrialStatus.TERMINATED, float(index))
-    assert resumed == uninterrupted
-    assert uninterrupted[0] == {"kappa": 0.05, "lambda_clip": 0.01}  # the paper's first
-    assert len({tuple(p.values()) for p in uninterrupted}) == 6
-
-
-def test_trials_asked_after_the_last_save_are_failed_and_the_paper_point_kept(
-        tmp_path: Path) -> None:
-    """A process asks two trials and dies before the sweep saves them: the next process
-    fails both (no constant-liar penalty forever) and still proposes the paper's point."""
-    journal = tmp_path / "t.journal"
-    code = ("from tests.test_tune_promises import _study, SPACE; from pathlib import Path\n"
-            f"s = _study(Path({str(journal)!r})); s.propose(0, SPACE); s.propose(1, SPACE)\n"
-            "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
-    study = _study(journal)
-    assert study.forget_unknown(known=set()) == [0, 1]
-    states = [t.state.name for t in study.study.trials]
-    assert states == ["FAIL", "FAIL", "WAITING"]  # the paper's point, enqueued again
-    params, _ = study.propose(0, SPACE)
-    assert params == {"kappa": 0.05, "lambda_clip": 0.01}
-
-
 # --- the real command line ------------------------------------------------------------------
 
 
