@@ -32,6 +32,18 @@ class ConfigError(DiffCPSError):
     """A setting outside its valid range."""
 
 
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """An exception's first non-empty line (its sentence), or its type's name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(error).__name__
+
+
+def last_line(text: str, limit: int = 500) -> str | None:
+    """The last non-empty line of ``text`` (where a wrapped traceback keeps our sentence)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else None
+
+
 def read_json_object(path: Path, error: type[DiffCPSError] = DiffCPSError) -> dict[str, Any]:
     """The JSON object stored at ``path``; ``error`` in one sentence when it cannot be read,
     is not JSON or holds something other than an object."""

@@ -22,6 +22,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
+from diffcps_ray.errors import last_line
 from diffcps_ray.results import finite_number
 from diffcps_ray.tune.plan import FINISHED, SweepContext, SweepPlan
 from diffcps_ray.tune.record import CheckpointKind, CheckpointRef
@@ -116,8 +117,7 @@ def error_message(trial: Any) -> str | None:
     if not path or not os.path.isfile(path):
         return None
     with open(path, errors="replace") as f:
-        lines = [line.strip() for line in f if line.strip()]
-    return lines[-1][:500] if lines else None
+        return last_line(f.read())
 
 
 def _nonzero(resources: dict[str, float]) -> dict[str, float]:
@@ -244,7 +244,9 @@ def kept_checkpoints(results: Any, store: ExperimentStore) -> dict[
     kept: dict[str, tuple[str | None, dict[CheckpointKind, CheckpointRef | None]]] = {}
     for result in results:
         trial_id = Path(result.path).name.split("_", 1)[-1]
-        error = None if result.error is None else _one_line(result.error)
+        # Ray wraps the trial's exception; its last line holds our sentence.
+        error = None if result.error is None else (
+            last_line(str(result.error)) or type(result.error).__name__)
 
         def ref(checkpoint: Any, metrics: dict) -> CheckpointRef:
             return CheckpointRef(store.relative(checkpoint.path),
@@ -261,12 +263,3 @@ def kept_checkpoints(results: Any, store: ExperimentStore) -> dict[
         }
         kept[trial_id] = (error, checkpoints)
     return kept
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    # Ray wraps the trial's exception; its last line holds our sentence.
-    for line in reversed(text):
-        if line.strip():
-            return line.strip()[:500]
-    return type(error).__name__

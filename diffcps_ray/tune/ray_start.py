@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from diffcps_ray.errors import DiffCPSError
+from diffcps_ray.errors import DiffCPSError, first_line
 
 # docs/performance.md: about 2.3-2.6 GB of RAM per DiffCPS Algorithm across Ray's processes.
 MEMORY_PER_TRIAL = 2.6e9
@@ -110,7 +110,7 @@ def start_ray(address: str | None, data_cpus: float) -> bool:
             ray.init(address=address, runtime_env=runtime_env, **ray_init_settings(address))
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise RayStartError(
-                f"Could not join the Ray cluster at {address} ({_first_line(error)}); check "
+                f"Could not join the Ray cluster at {address} ({first_line(error, 200)}); check "
                 f"that `ray start --head` runs there and that the address is right.") from None
         return True
     # Logical CPUs beyond the cores stay free of trials for Ray Data's read tasks, which run
@@ -121,11 +121,6 @@ def start_ray(address: str | None, data_cpus: float) -> bool:
     ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env,
              **ray_init_settings(None, num_cpus))
     return True
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(error).__name__
 
 
 def concurrency(resources: Resources, cluster: dict[str, float] | None = None) -> int:

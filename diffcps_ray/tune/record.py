@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from diffcps_ray.errors import DiffCPSError
+from diffcps_ray.errors import DiffCPSError, first_line
 from diffcps_ray.results import finite_number
 
 FORMAT_VERSION = 3
@@ -275,7 +275,7 @@ def _plain(value: Any) -> Any:
 def _reason(error: BaseException) -> str:
     if isinstance(error, KeyError):
         return f"missing key {error}"
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return first_line(error)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -192,7 +192,7 @@ class JournalMirror:
 
 def check_storage_url(url: str) -> None:
     """Stop with one sentence unless Optuna can open ``--optuna-storage URL`` (before Ray)."""
-    from diffcps_ray.errors import ConfigError
+    from diffcps_ray.errors import ConfigError, first_line
 
     try:
         import optuna
@@ -200,8 +200,7 @@ def check_storage_url(url: str) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         optuna.storages.RDBStorage(url).remove_session()
     except Exception as reason:  # sqlalchemy's parse and connect errors, a missing driver
-        first = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
         raise ConfigError(
-            f"--optuna-storage {url} cannot be opened ({first.rstrip('.')}); give a "
+            f"--optuna-storage {url} cannot be opened ({first_line(reason).rstrip('.')}); give a "
             "database URL such as sqlite:///studies.db or postgresql://user@host/db."
         ) from None
