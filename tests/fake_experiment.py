@@ -32,7 +32,7 @@ from diffcps_ray.tune.record import (
     TrialRow,
     TrialStatus,
 )
-from diffcps_ray.tune.selection import pick_best
+from diffcps_ray.tune.selection import TOP_SCORE, pick_best
 from diffcps_ray.tune.store import trial_path
 
 
@@ -177,7 +177,7 @@ def _search_phase(trials: list[FakeTrial], rows: list[TrialRow]) -> SearchPhase:
             ranges={"kappa": [0.005, 0.5], "lambda_clip": [0.01, 1.0]},
             optuna_storage=f"optuna/{task}.journal",
             study_name=f"fake/{task}",
-            selection="the top-scoring trial",
+            selection=TOP_SCORE,
             best=None if best is None else {
                 "trial_id": best.trial_id, "path": best.path, "kappa": best.kappa,
                 "lambda_clip": best.lambda_clip, "score": best.score},

@@ -28,8 +28,10 @@ def test_a_searched_config_must_beat_the_papers_beyond_evaluation_noise() -> Non
         "kept the paper's config: the top trial led it by 15.0 points, less than 2 standard "
         "errors of the difference (17.9)"
     )
+    assert chosen.kept_paper
     clear = _row(0.2, 1.5, 80.0)
     assert select([paper_row, clear], PAPER).chosen is clear
+    assert not select([paper_row, clear], PAPER).kept_paper
     # The paper's trial must have run as long as the top one.
     stopped = _row(0.05, 0.0, 74.0, status="STOPPED_EARLY")
     assert select([stopped, close], PAPER).chosen is close

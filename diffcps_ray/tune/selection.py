@@ -15,12 +15,20 @@ the difference above it: with 10 evaluation episodes (+-12 points, docs/pointmaz
 picking the top score alone is a coin flip between close trials."""
 
 
+TOP_SCORE = "the top-scoring trial"  # the reason when the top trial is chosen
+
+
 @dataclass(frozen=True)
 class Selection:
     """The chosen trial (None: no successful trial) and why it was chosen."""
 
     chosen: TrialRow | None
     reason: str
+
+    @property
+    def kept_paper(self) -> bool:
+        """The paper's config was kept over a higher-scoring one (``reason`` says why)."""
+        return self.chosen is not None and self.reason != TOP_SCORE
 
 
 def pick_best(rows: list[TrialRow]) -> TrialRow | None:
@@ -63,7 +71,7 @@ def select(rows: list[TrialRow], paper: dict[str, float]) -> Selection:
     matches = [r for r in rows if r.status == best.status and r.score is not None
                and _is_paper(r, paper)]
     if not matches or best in matches:
-        return Selection(best, "the top-scoring trial")
+        return Selection(best, TOP_SCORE)
     paper_row = max(matches, key=lambda r: r.score)
     errors = [evaluation_se(best), evaluation_se(paper_row)]
     lead = best.score - paper_row.score
@@ -73,7 +81,7 @@ def select(rows: list[TrialRow], paper: dict[str, float]) -> Selection:
             f"evaluations of fewer than two episodes cannot tell that from noise"))
     margin = SELECTION_MARGIN_SE * math.hypot(*errors)
     if lead >= margin:
-        return Selection(best, "the top-scoring trial")
+        return Selection(best, TOP_SCORE)
     return Selection(paper_row, (
         f"kept the paper's config: the top trial led it by {lead:.1f} points, less than "
         f"{SELECTION_MARGIN_SE:g} standard errors of the difference ({margin:.1f})"))

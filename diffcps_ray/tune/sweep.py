@@ -384,7 +384,7 @@ class Sweep:
             import ray
 
             self._cluster = (now, dict(ray.cluster_resources()))
-            self._note_gpu_wait()
+            self._note_gpu_wait(self._cluster[1])
         return concurrency(self.opts.resources, self._cluster[1])
 
     def trial_resources(self) -> dict[str, float]:
@@ -434,7 +434,7 @@ class Sweep:
             self.record.confirm.tasks[task] = TaskState(TaskStatus.RUNNING)
             chosen = (f"confirming kappa={best.kappa:g}, lambda_clip={best.lambda_clip:g} "
                       f"(trial {best.trial_id}, final score {best.score:.1f})")
-            why = "" if selection.reason == "the top-scoring trial" else f"; {selection.reason}"
+            why = f"; {selection.reason}" if selection.kept_paper else ""
             failed = f" ({len(errors)} trial(s) failed)" if errors else ""
             self.log(f"[search] {task}: {chosen}{why}{failed}")
         self.save()
@@ -491,9 +491,12 @@ class Sweep:
         if message:
             self.log(message)
 
-    def _note_gpu_wait(self) -> None:
-        import ray
+    def _note_gpu_wait(self, cluster: dict[str, float] | None = None) -> None:
+        """``cluster``: the resources just read (None: ask Ray)."""
+        if cluster is None:
+            import ray
 
-        message = self.gpu_wait.check(float(ray.cluster_resources().get("GPU", 0)))
+            cluster = ray.cluster_resources()
+        message = self.gpu_wait.check(float(cluster.get("GPU", 0)))
         if message:
             self.log(message)
