@@ -41,6 +41,7 @@ from diffcps_ray.tune.record import (
     RecordError,
     TrialRow,
 )
+from diffcps_ray.tune.store import trial_id_of
 
 EXPERIMENT_FILE = "experiment.json"
 SUMMARY_FILE = "summary.json"
@@ -292,7 +293,7 @@ def _trial_context(trial_dir: Path, **provenance: Any) -> CheckpointContext:
         provenance={
             "kind": "trial",
             "trial": str(trial_dir),
-            "trial_id": trial_dir.name.split("_", 1)[-1],
+            "trial_id": trial_id_of(trial_dir.name),
             "phase": params.get("phase"),
             "seed": params.get("seed"),
             **provenance,

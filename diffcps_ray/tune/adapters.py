@@ -26,7 +26,7 @@ from diffcps_ray.errors import last_line
 from diffcps_ray.results import finite_number
 from diffcps_ray.tune.plan import FINISHED, SweepContext, SweepPlan
 from diffcps_ray.tune.record import CheckpointKind, CheckpointRef
-from diffcps_ray.tune.store import ExperimentStore
+from diffcps_ray.tune.store import ExperimentStore, trial_id_of
 from diffcps_ray.tune.suites import METRIC, MODE
 
 
@@ -243,7 +243,7 @@ def kept_checkpoints(results: Any, store: ExperimentStore) -> dict[
 
     kept: dict[str, tuple[str | None, dict[CheckpointKind, CheckpointRef | None]]] = {}
     for result in results:
-        trial_id = Path(result.path).name.split("_", 1)[-1]
+        trial_id = trial_id_of(Path(result.path).name)
         # Ray wraps the trial's exception; its last line holds our sentence.
         error = None if result.error is None else (
             last_line(str(result.error)) or type(result.error).__name__)

@@ -364,19 +364,17 @@ class SweepPlan:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SweepPlan:
+        state = copy.deepcopy(state)  # the plan changes its lists and dicts as it runs
         tasks = []
         for data in state["tasks"]:
-            data = dict(data)
-            search = data.pop("search")
-            rungs = data.pop("rungs")
-            task = TaskPlan(
-                search=None if search is None else SearchSpec(
-                    {k: tuple(v) for k, v in search.pop("distributions").items()}, **search),
-                rungs=None if rungs is None else AshaRungs(**rungs),
-                **{k: v for k, v in data.items() if k not in ("search_done",)},
-            )
-            task.search_done = data["search_done"]
-            tasks.append(task)
+            search, rungs = data["search"], data["rungs"]
+            tasks.append(TaskPlan(**{
+                **data,
+                "search": None if search is None else SearchSpec(**{
+                    **search, "distributions": {k: tuple(v) for k, v in
+                                                search["distributions"].items()}}),
+                "rungs": None if rungs is None else AshaRungs(**rungs),
+            }))
         plan = cls(tasks, state["search_iterations"], state["run_iterations"])
         for data in state["trials"]:
             trial = PlanTrial(**{**data, "phase": Phase(data["phase"]),

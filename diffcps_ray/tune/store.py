@@ -24,6 +24,11 @@ def trial_dirname(phase: str, trial_id: str) -> str:
     return f"{phase}_{trial_id}"
 
 
+def trial_id_of(dirname: str) -> str:
+    """The trial id in a trial directory's name (``trial_dirname``'s inverse)."""
+    return dirname.split("_", 1)[-1]
+
+
 def trial_path(phase: str, trial_id: str) -> str:
     """A trial's directory relative to the experiment directory."""
     return posixpath.join(SWEEP_DIR, trial_dirname(phase, trial_id))
