@@ -45,8 +45,9 @@ def replace_dir(
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
     staging = _sibling(target, TMP_MARK)
-    staging.mkdir()
     try:
+        # Inside the try: a Ctrl-C that lands just after the directory is made removes it.
+        staging.mkdir()
         write(staging)
         _fsync_tree(staging)
         _publish(staging, target, overwrite)

@@ -33,7 +33,7 @@ from diffcps_ray.tune.record import (
     TrialStatus,
 )
 from diffcps_ray.tune.selection import TOP_SCORE, pick_best
-from diffcps_ray.tune.store import trial_path
+from diffcps_ray.tune.store import ExperimentStore, trial_path
 
 
 @dataclass
@@ -233,5 +233,5 @@ def write_fake_experiment(
                 budget=BUDGET, seeds=sorted({t.seed for t in phase_trials}),
                 tasks={t.task: TaskState(TaskStatus.DONE) for t in phase_trials},
                 status=TaskStatus.DONE))
-    record.save(run_dir)
+    ExperimentStore(str(run_dir.parent), run_dir.name).write_record(record)  # as the sweep
     return run_dir

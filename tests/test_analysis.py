@@ -499,4 +499,4 @@ def test_ctrl_c_while_the_report_is_written_leaves_the_previous_report(tmp_path:
         assert after == before, output
     else:
         assert code == 0 and after.keys() == before.keys(), output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "report"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "report"], (code, output)

@@ -246,16 +246,6 @@ class ExperimentRecord:
             raise RecordError(f"{path} is not readable JSON ({error}).") from None
         return cls.from_dict(data, str(path))
 
-    def save(self, path: str | Path) -> None:
-        """Write atomically (a temporary file, then a rename): never half a record."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / RECORD_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(self.to_json())
-        temporary.replace(path)
-
 
 def _plain(value: Any) -> Any:
     """asdict's output as JSON values: enums as their words, non-finite floats as null."""
